@@ -1,0 +1,136 @@
+#include "runtime/cli.hpp"
+
+#include "config/config.hpp"
+#include "pricing/result.hpp"
+#include "runtime/commands.hpp"
+
+#include <iostream>
+
+namespace meterflow::runtime {
+
+namespace {
+
+const char* const main_usage = R"(meterflow - exact usage metering and invoicing
+
+Usage: meterflow <command> [options]
+
+Commands:
+  quote     price a quantity under the price book version in force at a time
+  help      show this text, or `meterflow help <command>` for a command's options
+  version   print the version
+
+Run `meterflow <command> --help` for a command's options.
+Exit status: 0 ok, 1 a check failed, 2 bad arguments or configuration, 3 a total reached 10^26.
+)";
+
+struct command {
+  const char* name;
+  int (*run)(const std::vector<std::string>&);
+  const char* const* usage;
+};
+
+const command commands[] = {
+    {"quote", quote_command, &quote_usage},
+};
+
+const command* find_command(const std::string& name) {
+  for (const auto& c : commands)
+    if (name == c.name)
+      return &c;
+  return nullptr;
+}
+
+} // namespace
+
+const std::string& command_line::required(const std::string& name) const {
+  auto it = options.find(name);
+  if (it == options.end())
+    throw usage_error("missing required option --" + name);
+  return it->second;
+}
+
+std::optional<std::string> command_line::optional(const std::string& name) const {
+  auto it = options.find(name);
+  if (it == options.end())
+    return std::nullopt;
+  return it->second;
+}
+
+command_line parse_command_line(const std::vector<std::string>& args,
+                                const std::set<std::string>& value_options,
+                                const std::set<std::string>& flag_options) {
+  command_line out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 3 || a.compare(0, 2, "--") != 0) {
+      out.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    if (flag_options.count(name)) {
+      if (value)
+        throw usage_error("option --" + name + " takes no value");
+      out.flags.insert(name);
+    } else if (value_options.count(name)) {
+      if (!value) {
+        if (i + 1 >= args.size())
+          throw usage_error("option --" + name + " needs a value");
+        value = args[++i];
+      }
+      if (out.options.count(name))
+        throw usage_error("option --" + name + " given twice");
+      out.options[name] = *value;
+    } else {
+      throw usage_error("unknown option --" + name);
+    }
+  }
+  return out;
+}
+
+int main_entry(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << main_usage;
+    return exit_usage;
+  }
+  const std::string name = args.front();
+  args.erase(args.begin());
+  if (name == "help" || name == "--help" || name == "-h") {
+    const command* c = args.empty() ? nullptr : find_command(args.front());
+    std::cout << (c ? *c->usage : main_usage);
+    return exit_ok;
+  }
+  if (name == "version" || name == "--version") {
+    std::cout << "meterflow 0.1.0\n";
+    return exit_ok;
+  }
+  const command* c = find_command(name);
+  if (!c) {
+    std::cerr << "meterflow: unknown command \"" << name << "\"\n\n" << main_usage;
+    return exit_usage;
+  }
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::cout << *c->usage;
+      return exit_ok;
+    }
+  try {
+    return c->run(args);
+  } catch (const usage_error& e) {
+    std::cerr << "meterflow " << name << ": " << e.what() << "\n\n" << *c->usage;
+    return exit_usage;
+  } catch (const config::config_error& e) {
+    std::cerr << "meterflow " << name << ": configuration error: " << e.what() << "\n";
+    return exit_usage;
+  } catch (const pricing::bad_result_access& e) {
+    std::cerr << "meterflow " << name << ": " << e.what() << "\n";
+    return e.code == pricing::errc::overflow ? exit_overflow : exit_usage;
+  }
+}
+
+} // namespace meterflow::runtime

@@ -1,0 +1,14 @@
+#pragma once
+
+// The `meterflow` commands. Each takes its arguments after the command name and returns the
+// process exit status.
+
+#include <string>
+#include <vector>
+
+namespace meterflow::runtime {
+
+int quote_command(const std::vector<std::string>& args);
+extern const char* const quote_usage;
+
+} // namespace meterflow::runtime

@@ -1,0 +1,3 @@
+#include "runtime/cli.hpp"
+
+int main(int argc, char** argv) { return meterflow::runtime::main_entry(argc, argv); }
