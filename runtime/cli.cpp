@@ -15,6 +15,7 @@ const char* const main_usage = R"(meterflow - exact usage metering and invoicing
 Usage: meterflow <command> [options]
 
 Commands:
+  run       events to invoices: the whole pipeline on a batch of events
   quote     price a quantity under the price book version in force at a time
   help      show this text, or `meterflow help <command>` for a command's options
   version   print the version
@@ -31,6 +32,7 @@ struct command {
 
 const command commands[] = {
     {"quote", quote_command, &quote_usage},
+    {"run", run_command, &run_usage},
 };
 
 const command* find_command(const std::string& name) {

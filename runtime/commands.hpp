@@ -10,5 +10,7 @@ namespace meterflow::runtime {
 
 int quote_command(const std::vector<std::string>& args);
 extern const char* const quote_usage;
+int run_command(const std::vector<std::string>& args);
+extern const char* const run_usage;
 
 } // namespace meterflow::runtime

@@ -11,6 +11,7 @@
 namespace meterflow::runtime {
 
 const char* const quote_usage = R"(Usage: meterflow quote --config CONFIG --customer C --metric M --quantity Q --at TIME
+                       [--format json|text]
 
 Prints, as JSON, the period price P(Q) of quantity Q of metric M for customer C under the
 price book version that applies to the window containing TIME (the last-published version
@@ -23,6 +24,7 @@ Options:
   --metric M        a metric defined in the configuration's meters
   --quantity Q      period quantity, an exact decimal such as 1234 or 10.5
   --at TIME         RFC 3339 time, e.g. 2024-01-20T00:00:00Z
+  --format F        json (default, the full explanation) or text (one line)
   --help            show this text
 
 Exit status: 0 priced, 1 no price applies (unpriced), 2 bad arguments or configuration.
@@ -45,7 +47,10 @@ nlohmann::ordered_json tier_lines_json(const std::vector<pricing::tier_line>& li
 
 int quote_command(const std::vector<std::string>& args) {
   const auto cl =
-      parse_command_line(args, {"config", "customer", "metric", "quantity", "at"}, {});
+      parse_command_line(args, {"config", "customer", "metric", "quantity", "at", "format"}, {});
+  const std::string format = cl.optional("format").value_or("json");
+  if (format != "json" && format != "text")
+    throw usage_error("--format: expected json or text, got \"" + format + "\"");
   if (!cl.positional.empty())
     throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
   const config::configuration cfg = config::load_file(cl.required("config"));
@@ -104,7 +109,12 @@ int quote_command(const std::vector<std::string>& args) {
       {"amount", pricing::format_money(p.amount, book->currency, version.rounding)}};
   if (found.model->kind == pricing::model_kind::package)
     out["packages"] = p.packages.to_string();
-  std::cout << out.dump(2) << "\n";
+  if (format == "text")
+    std::cout << customer << " " << metric << " " << quantity->to_string() << " at "
+              << pricing::format_rfc3339(*at) << ": " << book->currency << " "
+              << out["amount"].get<std::string>() << "  (" << formula << ")\n";
+  else
+    std::cout << out.dump(2) << "\n";
   return exit_ok;
 }
 

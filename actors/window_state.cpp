@@ -1,0 +1,141 @@
+#include "actors/window_state.hpp"
+
+#include <algorithm>
+
+namespace meterflow::actors {
+
+std::optional<std::string> metadata_field(const std::string& json, const std::string& key) {
+  // Canonical metadata is compact JSON with no insignificant whitespace, so a scan that skips
+  // strings and tracks nesting finds the top-level members.
+  if (json.size() < 2 || json.front() != '{')
+    return std::nullopt;
+  size_t i = 1;
+  auto skip_string = [&](size_t& p) {
+    ++p; // opening quote
+    while (p < json.size() && json[p] != '"')
+      p += json[p] == '\\' ? 2 : 1;
+    ++p; // closing quote
+  };
+  while (i < json.size() && json[i] == '"') {
+    const size_t key_begin = i;
+    skip_string(i);
+    const std::string_view member_key(json.data() + key_begin + 1, i - key_begin - 2);
+    ++i; // ':'
+    const size_t value_begin = i;
+    int depth = 0;
+    while (i < json.size()) {
+      const char c = json[i];
+      if (c == '"') {
+        skip_string(i);
+        continue;
+      }
+      if (c == '{' || c == '[')
+        ++depth;
+      else if (c == '}' || c == ']') {
+        if (depth == 0)
+          break;
+        --depth;
+      } else if (c == ',' && depth == 0)
+        break;
+      ++i;
+    }
+    if (member_key == key)
+      return json.substr(value_begin, i - value_begin);
+    if (i < json.size() && json[i] == ',')
+      ++i;
+  }
+  return std::nullopt;
+}
+
+std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event& e) {
+  meter_reading r;
+  if (m.kind == config::aggregation::count) {
+    r.value = decimal::from_int(1);
+    return r;
+  }
+  if (!m.field) {
+    r.value = e.value;
+    return r;
+  }
+  auto raw = metadata_field(e.metadata, *m.field);
+  if (!raw || *raw == "null")
+    return std::nullopt;
+  if (m.kind == config::aggregation::unique_count) {
+    r.distinct_key = std::move(*raw);
+    return r;
+  }
+  std::string_view text = *raw;
+  if (text.size() >= 2 && text.front() == '"')
+    text = text.substr(1, text.size() - 2);
+  auto v = decimal::parse(text);
+  if (!v)
+    return std::nullopt;
+  r.value = *v;
+  return r;
+}
+
+void window_aggregate::add(const persistence::event& e, const meter_reading& reading) {
+  ++event_count_;
+  sources_.push_back({e.event_time, e.event_id});
+  switch (kind_) {
+    case config::aggregation::count:
+    case config::aggregation::sum:
+      sum_ += reading.value;
+      break;
+    case config::aggregation::max:
+      if (!max_ || reading.value > *max_)
+        max_ = reading.value;
+      break;
+    case config::aggregation::latest: {
+      source s{e.event_time, e.event_id};
+      if (!latest_ || latest_->first < s)
+        latest_ = {s, reading.value};
+      break;
+    }
+    case config::aggregation::unique_count:
+      distinct_.insert(reading.distinct_key);
+      break;
+  }
+}
+
+decimal window_aggregate::quantity() const {
+  switch (kind_) {
+    case config::aggregation::count:
+    case config::aggregation::sum:
+      return sum_;
+    case config::aggregation::max:
+      return max_.value_or(decimal());
+    case config::aggregation::latest:
+      return latest_ ? latest_->second : decimal();
+    case config::aggregation::unique_count:
+      return decimal::from_int(static_cast<std::int64_t>(distinct_.size()));
+  }
+  return decimal();
+}
+
+std::vector<std::string> window_aggregate::sorted_event_ids() const {
+  std::vector<source> sorted = sources_;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::string> ids;
+  ids.reserve(sorted.size());
+  for (auto& s : sorted)
+    ids.push_back(std::move(s.event_id));
+  return ids;
+}
+
+decimal window_aggregate::period_quantity(config::aggregation kind,
+                                          const std::vector<const window_aggregate*>& windows) {
+  window_aggregate merged(kind);
+  for (const window_aggregate* w : windows) {
+    merged.event_count_ += w->event_count_;
+    merged.sum_ += w->sum_;
+    if (w->max_ && (!merged.max_ || *w->max_ > *merged.max_))
+      merged.max_ = w->max_;
+    if (w->latest_ && (!merged.latest_ || merged.latest_->first < w->latest_->first))
+      merged.latest_ = w->latest_;
+    merged.distinct_.insert(w->distinct_.begin(), w->distinct_.end());
+  }
+  return merged.quantity();
+}
+
+} // namespace meterflow::actors

@@ -1,0 +1,65 @@
+#pragma once
+
+// The aggregation of one customer x metric x window (SEMANTICS §3), shared by the window
+// stage and the re-rater so both compute aggregates with the same code.
+
+#include "config/config.hpp"
+#include "persistence/event.hpp"
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace meterflow::actors {
+
+using pricing::decimal;
+using pricing::timestamp;
+
+// What an event contributes to a meter: a decimal (count/sum/max/latest) or, for unique_count,
+// the canonical JSON text of the metadata field. Empty when the event lacks a valid field
+// (the source rejects such events, so this only guards against misuse).
+struct meter_reading {
+  decimal value;
+  std::string distinct_key;
+};
+std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event& e);
+
+// The raw canonical JSON text of a top-level key of a canonical metadata object.
+std::optional<std::string> metadata_field(const std::string& canonical_metadata,
+                                          const std::string& key);
+
+class window_aggregate {
+public:
+  explicit window_aggregate(config::aggregation kind) : kind_(kind) {}
+
+  void add(const persistence::event& e, const meter_reading& reading);
+  // The window quantity: count, sum, max, distinct count or latest value.
+  decimal quantity() const;
+  std::uint64_t event_count() const { return event_count_; }
+  // Source event ids ordered by (event_time, event_id): independent of arrival order.
+  std::vector<std::string> sorted_event_ids() const;
+  bool same_content(const window_aggregate& other) const {
+    return event_count_ == other.event_count_ && quantity() == other.quantity();
+  }
+
+  // Period-level quantity (SEMANTICS §3) over the windows of one period.
+  static decimal period_quantity(config::aggregation kind,
+                                 const std::vector<const window_aggregate*>& windows);
+
+private:
+  struct source {
+    timestamp event_time;
+    std::string event_id;
+    friend auto operator<=>(const source&, const source&) = default;
+  };
+  config::aggregation kind_;
+  std::uint64_t event_count_ = 0;
+  decimal sum_;
+  std::optional<decimal> max_;
+  std::optional<std::pair<source, decimal>> latest_;
+  std::set<std::string> distinct_;
+  std::vector<source> sources_;
+};
+
+} // namespace meterflow::actors

@@ -1,0 +1,191 @@
+#include "persistence/json_format.hpp"
+
+namespace meterflow::persistence {
+
+using pricing::format_rfc3339;
+
+const char* to_string(aggregate_kind kind) {
+  switch (kind) {
+    case aggregate_kind::provisional:
+      return "provisional";
+    case aggregate_kind::final:
+      return "final";
+    case aggregate_kind::reaggregated:
+      return "reaggregated";
+  }
+  return "unknown";
+}
+
+const char* to_string(charge_trigger trigger) {
+  switch (trigger) {
+    case charge_trigger::window_final:
+      return "window_final";
+    case charge_trigger::period_close:
+      return "period_close";
+    case charge_trigger::rerate:
+      return "rerate";
+  }
+  return "unknown";
+}
+
+const char* to_string(invoice_type type) {
+  return type == invoice_type::correction ? "correction" : "standard";
+}
+
+namespace {
+
+std::string exact(const decimal& d) { return d.to_fixed(decimal::scale, pricing::rounding_mode::half_even); }
+
+ordered_json optional_string(const std::optional<std::string>& s) {
+  return s ? ordered_json(*s) : ordered_json(nullptr);
+}
+
+std::string money(const decimal& d, const std::string& currency) {
+  return pricing::format_money(d, currency, pricing::rounding_mode::half_even);
+}
+
+} // namespace
+
+ordered_json to_json(const aggregate_record& r) {
+  return {{"aggregation_id", r.aggregation_id},
+          {"customer_id", r.customer_id},
+          {"metric", r.metric},
+          {"window_start", format_rfc3339(r.window_start)},
+          {"window_end", format_rfc3339(r.window_end)},
+          {"revision", r.revision},
+          {"kind", to_string(r.kind)},
+          {"is_final", r.is_final},
+          {"value", r.value.to_string()},
+          {"event_count", r.event_count},
+          {"event_ids", r.event_ids}};
+}
+
+ordered_json to_json(const charge_record& r) {
+  const auto& c = r.calculation;
+  auto tiers = ordered_json::array();
+  for (const auto& t : c.tiers)
+    tiers.push_back({{"tier", t.tier},
+                     {"units", t.units.to_string()},
+                     {"unit_price", t.unit_price.to_string()},
+                     {"flat_fee", t.flat_fee.to_string()},
+                     {"amount", exact(t.amount)}});
+  return {{"charge_id", r.charge_id},
+          {"customer_id", r.customer_id},
+          {"metric", r.metric},
+          {"window_start", format_rfc3339(r.window_start)},
+          {"window_end", format_rfc3339(r.window_end)},
+          {"aggregation_id", r.aggregation_id},
+          {"quantity", r.quantity.to_string()},
+          {"cumulative_before", c.cumulative_before.to_string()},
+          {"cumulative_after", c.cumulative_after.to_string()},
+          {"amount", exact(c.amount)},
+          {"currency", c.currency},
+          {"price_book_id", c.price_book_id},
+          {"version", c.version},
+          {"effective_from", format_rfc3339(c.effective_from)},
+          {"effective_until",
+           c.effective_until ? ordered_json(format_rfc3339(*c.effective_until)) : ordered_json(nullptr)},
+          {"supersedes_charge_id", optional_string(r.supersedes_charge_id)},
+          {"trigger", to_string(r.trigger)},
+          {"calculation",
+           {{"model", pricing::to_string(c.model)},
+            {"rounding", pricing::to_string(c.rounding)},
+            {"formula", c.formula},
+            {"price_before", exact(c.price_before)},
+            {"price_after", exact(c.price_after)},
+            {"tiers", std::move(tiers)}}},
+          {"source_event_count", r.source_event_count},
+          {"source_event_ids", r.source_event_ids}};
+}
+
+ordered_json to_json(const unpriced_window& r) {
+  return {{"customer_id", r.customer_id},
+          {"metric", r.metric},
+          {"window_start", format_rfc3339(r.window_start)},
+          {"window_end", format_rfc3339(r.window_end)},
+          {"quantity", r.quantity.to_string()},
+          {"reason", pricing::to_string(r.reason)},
+          {"price_book_id", r.price_book_id.empty() ? ordered_json(nullptr) : ordered_json(r.price_book_id)}};
+}
+
+ordered_json to_json(const invoice_record& r) {
+  auto lines = ordered_json::array();
+  for (const auto& l : r.line_items)
+    lines.push_back({{"line_item_id", l.line_item_id},
+                     {"metric", l.metric},
+                     {"quantity", l.quantity.to_string()},
+                     {"amount", money(l.amount, r.currency)},
+                     {"charge_ids", l.charge_ids}});
+  return {{"invoice_id", r.invoice_id},
+          {"type", to_string(r.type)},
+          {"corrects_invoice_id", optional_string(r.corrects_invoice_id)},
+          {"customer_id", r.customer_id},
+          {"period",
+           {{"start", format_rfc3339(r.period.start)}, {"end", format_rfc3339(r.period.end)}}},
+          {"currency", r.currency},
+          {"status", r.status},
+          {"line_items", std::move(lines)},
+          {"subtotal", money(r.subtotal, r.currency)},
+          {"credits_applied", money(r.credits_applied, r.currency)},
+          {"total", money(r.total, r.currency)}};
+}
+
+namespace {
+
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : 4;
+    if (n == 4 || i + n >= s.size() + (n == 0 ? 1 : 0))
+      return false;
+    for (size_t k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+        return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+std::string base64(const std::string& in) {
+  static constexpr char table[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                       (static_cast<unsigned char>(in[i + 1]) << 8) |
+                       static_cast<unsigned char>(in[i + 2]);
+    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], table[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    const unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    out += {table[v >> 18], table[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                       (static_cast<unsigned char>(in[i + 1]) << 8);
+    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+} // namespace
+
+ordered_json to_json(const rejected_line& r) {
+  ordered_json j = {{"line", r.line}, {"reason", r.reason}, {"detail", r.detail}};
+  if (valid_utf8(r.raw)) {
+    j["raw"] = r.raw;
+  } else {
+    // JSON cannot carry invalid UTF-8: show it with replacement characters and keep the exact
+    // bytes in base64.
+    j["raw"] = ordered_json(r.raw).dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+    j["raw_base64"] = base64(r.raw);
+  }
+  return j;
+}
+
+std::string to_line(const ordered_json& j) {
+  return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+} // namespace meterflow::persistence

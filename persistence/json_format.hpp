@@ -1,0 +1,24 @@
+#pragma once
+
+// The JSON forms of the records (SEMANTICS §6, §10, §11 "Formats"): decimals as strings,
+// money at the currency's minor unit, charge amounts with 12 fixed digits, quantities plain,
+// times in canonical UTC RFC 3339.
+
+#include "persistence/records.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace meterflow::persistence {
+
+using ordered_json = nlohmann::ordered_json;
+
+ordered_json to_json(const aggregate_record& r);
+ordered_json to_json(const charge_record& r);
+ordered_json to_json(const unpriced_window& r);
+ordered_json to_json(const invoice_record& r);
+ordered_json to_json(const rejected_line& r);
+
+// Compact one-line JSON (for NDJSON files).
+std::string to_line(const ordered_json& j);
+
+} // namespace meterflow::persistence

@@ -1,0 +1,39 @@
+#pragma once
+
+// The in-memory raw event store of one partition (the embedded default): exact deduplication
+// over the whole history on (customer_id, event_id), append-only, scanned by customer for
+// re-aggregation.
+
+#include "persistence/event.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace meterflow::persistence {
+
+enum class append_outcome { accepted, duplicate, conflict };
+
+class memory_store {
+public:
+  // Stores the event unless its key is already present: the same payload is a duplicate, a
+  // different one a conflict (the first accepted version stands).
+  // `source_position` is where the event came from (its input line), kept for replay.
+  append_outcome append(event&& e, std::uint64_t source_position);
+
+  std::size_t size() const { return events_.size(); }
+  const event& at(std::uint32_t index) const { return events_[index]; }
+  std::uint64_t source_position(std::uint32_t index) const { return positions_[index]; }
+  // Indexes of the customer's events, in arrival order.
+  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const;
+
+private:
+  std::deque<event> events_;
+  std::vector<std::uint64_t> positions_;
+  std::unordered_multimap<std::uint64_t, std::uint32_t> by_key_;
+  std::unordered_map<std::string, std::vector<std::uint32_t>> by_customer_;
+};
+
+} // namespace meterflow::persistence

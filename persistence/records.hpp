@@ -1,0 +1,99 @@
+#pragma once
+
+// The append-only records of the system of record (SEMANTICS §3-§8): aggregate revisions,
+// rated charges, invoices and unpriced windows. Records are never changed once emitted; a
+// correction is a new record that points at what it supersedes.
+
+#include "pricing/rating.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meterflow::persistence {
+
+using pricing::decimal;
+using pricing::timestamp;
+
+enum class aggregate_kind { provisional, final, reaggregated };
+const char* to_string(aggregate_kind kind);
+
+struct aggregate_record {
+  std::string aggregation_id; // sha256 of (customer, metric, window_start, revision)
+  std::string customer_id;
+  std::string metric;
+  timestamp window_start = 0;
+  timestamp window_end = 0;
+  std::uint32_t revision = 0; // 0, 1, ... per customer x metric x window
+  aggregate_kind kind = aggregate_kind::provisional;
+  bool is_final = false;
+  decimal value;
+  std::uint64_t event_count = 0;
+  std::vector<std::string> event_ids; // the source events, in event_time, event_id order
+};
+
+enum class charge_trigger { window_final, period_close, rerate };
+const char* to_string(charge_trigger trigger);
+
+struct charge_record {
+  std::string charge_id; // sha256 of (customer, metric, window_start, supersedes_charge_id)
+  std::string customer_id;
+  std::string metric;
+  timestamp window_start = 0;
+  timestamp window_end = 0;
+  std::string aggregation_id;
+  decimal quantity;
+  charge_trigger trigger = charge_trigger::window_final;
+  std::optional<std::string> supersedes_charge_id;
+  pricing::charge_explanation calculation; // version, model, cumulative, tiers, formula, amount
+  std::uint64_t source_event_count = 0;
+  std::vector<std::string> source_event_ids;
+
+  const decimal& amount() const { return calculation.amount; }
+};
+
+struct unpriced_window {
+  std::string customer_id;
+  std::string metric;
+  timestamp window_start = 0;
+  timestamp window_end = 0;
+  decimal quantity;
+  pricing::unpriced_reason reason = pricing::unpriced_reason::none;
+  std::string price_book_id; // "" when the customer has none
+};
+
+struct invoice_line {
+  std::string line_item_id; // sha256 of (invoice_id, metric)
+  std::string metric;
+  decimal quantity;
+  decimal amount; // rounded to the currency's minor unit
+  std::vector<std::string> charge_ids;
+};
+
+enum class invoice_type { standard, correction };
+const char* to_string(invoice_type type);
+
+struct invoice_record {
+  std::string invoice_id;
+  invoice_type type = invoice_type::standard;
+  std::optional<std::string> corrects_invoice_id;
+  std::string customer_id;
+  pricing::period period;
+  std::string currency;
+  std::string status = "issued";
+  std::vector<invoice_line> line_items;
+  decimal subtotal;
+  decimal credits_applied;
+  decimal total;
+  std::vector<std::string> credit_reasons;
+};
+
+struct rejected_line {
+  std::uint64_t line = 0;
+  std::string reason; // machine-readable (bad_json, missing_field, ..., event_id_conflict)
+  std::string detail;
+  std::string raw;
+};
+
+} // namespace meterflow::persistence

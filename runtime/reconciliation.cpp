@@ -1,0 +1,205 @@
+#include "runtime/reconciliation.hpp"
+
+#include <map>
+#include <set>
+#include <tuple>
+
+namespace meterflow::runtime {
+
+using pricing::decimal;
+using pricing::format_rfc3339;
+
+namespace {
+
+class check_list {
+public:
+  void add(std::string name, const std::string& expected, const std::string& actual,
+           std::string detail = {}) {
+    const bool ok = expected == actual;
+    ok_ = ok_ && ok;
+    nlohmann::ordered_json j = {
+        {"check", std::move(name)}, {"expected", expected}, {"actual", actual}, {"ok", ok}};
+    if (!ok && !detail.empty())
+      j["detail"] = std::move(detail);
+    checks_.push_back(std::move(j));
+  }
+  void add_bool(std::string name, bool ok, std::string expected, std::string actual,
+                std::string detail = {}) {
+    ok_ = ok_ && ok;
+    nlohmann::ordered_json j = {
+        {"check", std::move(name)}, {"expected", expected}, {"actual", actual}, {"ok", ok}};
+    if (!ok && !detail.empty())
+      j["detail"] = std::move(detail);
+    checks_.push_back(std::move(j));
+  }
+  bool ok() const { return ok_; }
+  nlohmann::ordered_json take() { return std::move(checks_); }
+
+private:
+  bool ok_ = true;
+  nlohmann::ordered_json checks_ = nlohmann::ordered_json::array();
+};
+
+std::string num(std::uint64_t n) { return std::to_string(n); }
+
+// Half of the currency's minor unit: the most a line may differ from its exact charges by
+// rounding alone (0.005 for USD; 0.5 for JPY).
+decimal rounding_tolerance(const std::string& currency) {
+  std::string text = "0.";
+  const int digits = pricing::currency_minor_units(currency);
+  if (digits == 0)
+    return decimal::parse("0.5").value();
+  text.append(static_cast<size_t>(digits), '0');
+  text.back() = '5';
+  return decimal::parse(text).value();
+}
+
+} // namespace
+
+reconciliation_report reconcile(const run_sink& sink, const config::configuration& cfg) {
+  check_list checks;
+  const auto& src = sink.source();
+  const auto& part = sink.partitions();
+
+  // 1. Events: accepted = received - duplicates - conflicts - rejected.
+  checks.add("accepted = received - duplicates - conflicts - rejected",
+             num(src.received - part.duplicates - part.conflicts - src.rejected),
+             num(part.accepted));
+
+  // Current final aggregates: the last final or re-aggregated revision of each window.
+  using window_key = std::tuple<std::string, std::string, pricing::timestamp>;
+  std::map<window_key, const persistence::aggregate_record*> current_aggregate;
+  for (const auto& k : sink.aggregates())
+    if (k.record.is_final)
+      current_aggregate[{k.record.customer_id, k.record.metric, k.record.window_start}] = &k.record;
+  std::uint64_t event_count = 0;
+  decimal additive_quantity;
+  for (const auto& [key, a] : current_aggregate) {
+    event_count += a->event_count;
+    const config::meter* m = cfg.find_meter(a->metric);
+    if (m && config::is_additive(m->kind))
+      additive_quantity += a->value;
+  }
+  // 2. Every metered event feeds the current final aggregate of each of its meters.
+  checks.add("metered event feeds = sum of event_count over current final aggregates",
+             num(part.meter_feeds), num(event_count));
+
+  // Current charges: a charge stays current until one supersedes it.
+  std::map<std::string, const persistence::charge_record*> by_id;
+  std::set<std::string> superseded;
+  std::uint64_t duplicate_ids = 0;
+  std::string broken_links;
+  for (const auto& k : sink.charges()) {
+    if (!by_id.emplace(k.record.charge_id, &k.record).second)
+      ++duplicate_ids;
+    if (k.record.supersedes_charge_id) {
+      if (!by_id.count(*k.record.supersedes_charge_id))
+        broken_links += " " + k.record.charge_id;
+      superseded.insert(*k.record.supersedes_charge_id);
+    }
+  }
+  decimal charged_quantity;
+  using scope_key = std::tuple<std::string, std::string, std::string>; // customer, period, metric
+  std::map<scope_key, decimal> charged_amount;
+  std::map<std::string, std::string> currency_of; // customer -> currency
+  for (const auto& [id, c] : by_id) {
+    if (superseded.count(id))
+      continue;
+    const config::meter* m = cfg.find_meter(c->metric);
+    if (m && config::is_additive(m->kind))
+      charged_quantity += c->quantity;
+    charged_amount[{c->customer_id, pricing::period_id(pricing::period_of(c->window_start)),
+                    c->metric}] += c->amount();
+    currency_of[c->customer_id] = c->calculation.currency;
+  }
+  // Current unpriced windows: listed, with their quantity in the aggregates.
+  std::map<window_key, decimal> unpriced;
+  for (const auto& k : sink.unpriced())
+    unpriced[{k.record.customer_id, k.record.metric, k.record.window_start}] = k.record.quantity;
+  decimal unpriced_quantity;
+  for (const auto& [key, q] : unpriced) {
+    const config::meter* m = cfg.find_meter(std::get<1>(key));
+    if (m && config::is_additive(m->kind))
+      unpriced_quantity += q;
+  }
+  // 3. Quantities: aggregates = charges + listed unpriced windows (additive meters).
+  checks.add("sum of current aggregate quantities = sum of current charge quantities + unpriced",
+             additive_quantity.to_string(), (charged_quantity + unpriced_quantity).to_string());
+  checks.add("no charge id twice", "0", num(duplicate_ids));
+  checks.add_bool("every supersedes_charge_id names an earlier charge", broken_links.empty(),
+                  "none missing", broken_links.empty() ? "none missing" : "missing", broken_links);
+
+  // 4. Invoices: line sums, credits, and per customer/period/metric the charges.
+  std::map<scope_key, decimal> invoiced_amount;
+  decimal invoice_totals, ledger;
+  std::string bad_invoices;
+  for (const auto& k : sink.invoices()) {
+    const auto& inv = k.record;
+    decimal lines;
+    for (const auto& l : inv.line_items) {
+      lines += l.amount;
+      invoiced_amount[{inv.customer_id, pricing::period_id(inv.period), l.metric}] += l.amount;
+    }
+    if (lines != inv.subtotal || inv.subtotal - inv.credits_applied != inv.total)
+      bad_invoices += " " + inv.invoice_id;
+    invoice_totals += inv.total;
+    ledger += inv.total; // the ledger books each issued invoice's total once
+  }
+  checks.add_bool("per invoice: sum of lines = subtotal and subtotal - credits = total",
+                  bad_invoices.empty(), "all invoices", bad_invoices.empty() ? "all invoices" : "mismatch",
+                  bad_invoices);
+  std::string mismatched;
+  std::set<scope_key> all_scopes;
+  for (const auto& [k, v] : charged_amount)
+    all_scopes.insert(k);
+  for (const auto& [k, v] : invoiced_amount)
+    all_scopes.insert(k);
+  for (const auto& k : all_scopes) {
+    const decimal charged = charged_amount.count(k) ? charged_amount.at(k) : decimal();
+    const decimal invoiced = invoiced_amount.count(k) ? invoiced_amount.at(k) : decimal();
+    decimal diff = charged - invoiced;
+    if (diff.is_negative())
+      diff = -diff;
+    const std::string currency = currency_of.count(std::get<0>(k)) ? currency_of.at(std::get<0>(k)) : "USD";
+    if (diff >= rounding_tolerance(currency) + rounding_tolerance(currency))
+      mismatched += " " + std::get<0>(k) + "/" + std::get<1>(k) + "/" + std::get<2>(k) + " charges " +
+                    charged.to_string() + " invoiced " + invoiced.to_string() + ";";
+  }
+  checks.add_bool("per customer, period, metric: |charges - invoice lines| < rounding tolerance",
+                  mismatched.empty(), "all match", mismatched.empty() ? "all match" : "mismatch",
+                  mismatched);
+  checks.add("sum of invoice totals = ledger revenue", invoice_totals.to_string(),
+             ledger.to_string());
+
+  auto unpriced_list = nlohmann::ordered_json::array();
+  for (const auto& k : sink.unpriced())
+    unpriced_list.push_back(persistence::to_json(k.record));
+
+  reconciliation_report report;
+  report.ok = checks.ok();
+  report.json = {
+      {"ok", report.ok},
+      {"counts",
+       {{"received", src.received},
+        {"accepted", part.accepted},
+        {"duplicates", part.duplicates},
+        {"conflicts", part.conflicts},
+        {"rejected", src.rejected},
+        {"unmetered", part.unmetered},
+        {"late", part.late},
+        {"very_late", part.very_late},
+        {"rerates", part.rerates},
+        {"aggregate_revisions", sink.aggregates().size()},
+        {"charges", sink.charges().size()},
+        {"invoices", sink.invoices().size()}}},
+      {"totals",
+       {{"aggregate_quantity", additive_quantity.to_string()},
+        {"charge_quantity", charged_quantity.to_string()},
+        {"invoice_totals", invoice_totals.to_string()},
+        {"ledger_revenue", ledger.to_string()}}},
+      {"checks", checks.take()},
+      {"unpriced_windows", std::move(unpriced_list)}};
+  return report;
+}
+
+} // namespace meterflow::runtime

@@ -1,0 +1,426 @@
+// `meterflow run`: the batch pipeline on the embedded default (file/stdin source, in-memory
+// store). The driver is the source and the supervisor: it reads and validates lines, routes
+// batches to the partition actors, advances the single batch watermark in input order from
+// their dedup outcomes, restarts a crashed partition from the store, and hands everything
+// the partitions emit to the sink.
+
+#include "actors/partition_actor.hpp"
+#include "config/config.hpp"
+#include "runtime/cli.hpp"
+#include "runtime/commands.hpp"
+#include "runtime/event_parser.hpp"
+#include "runtime/line_reader.hpp"
+#include "runtime/reconciliation.hpp"
+#include "runtime/run_sink.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <unistd.h>
+
+namespace meterflow::runtime {
+
+const char* const run_usage = R"(Usage: meterflow run --config CONFIG --events EVENTS.ndjson --out DIR [options]
+
+Runs the whole pipeline on a batch of events (SEMANTICS §10): validation, deduplication,
+hourly event-time windows with watermarks and allowed lateness, incremental rating,
+invoices with credits, automatic re-rating of very late events with correction invoices,
+and reconciliation. Events are processed in file order as one source.
+
+Writes into DIR (created if missing):
+  invoices/<invoice_id>.json   standard and correction invoices
+  charges.ndjson               every charge, superseded ones included, in emission order
+  aggregates.ndjson            every aggregate revision (provisional, final, re-aggregated)
+  rejected.ndjson              {"line","reason","detail","raw"} per rejected line or conflict
+  unpriced.ndjson              windows with no applicable price (never billed at zero)
+  reconciliation.json          every check of the chain with expected, actual and ok
+
+Options:
+  --config CONFIG      configuration file (JSON, see docs/configuration.md)
+  --events FILE        NDJSON events, one per line; - reads standard input
+  --out DIR            output directory
+  --threads N          worker threads of the actor system (default 2)
+  --partitions N       partition actors; customers are hashed onto them (default 4)
+  --batch-size N       events per batch between the source and the partitions (default 8192)
+  --quiet              no progress line on stderr
+  --help               show this text
+
+Output files are byte-identical for the same inputs, whatever --threads, --partitions and
+--batch-size are.
+Exit status: 0 reconciled, 1 a reconciliation check failed, 2 bad arguments or
+configuration, 3 an amount reached 10^26, 4 an engine failure (a partition crashed
+beyond its restart budget).
+)";
+
+namespace {
+
+using namespace meterflow::actors;
+
+constexpr int exit_engine_failure = 4;
+constexpr int restart_budget = 3;
+
+std::uint64_t parse_count(const command_line& cl, const std::string& name, std::uint64_t fallback,
+                          std::uint64_t max) {
+  auto v = cl.optional(name);
+  if (!v)
+    return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long n = std::strtoull(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || errno != 0 || n == 0 || n > max || (*v)[0] == '-')
+    throw usage_error("--" + name + ": expected a whole number from 1 to " + std::to_string(max) +
+                      ", got \"" + *v + "\"");
+  return n;
+}
+
+// Test-only fault hooks, from the environment so no user-facing option exposes them:
+//   METERFLOW_TEST_FAULT=crash_partition:P:B   partition P throws while applying batch B
+//   METERFLOW_TEST_FAULT=break_chain           drop the last charge before reconciling
+struct fault_hooks {
+  std::uint32_t crash_partition = 0;
+  std::uint64_t crash_batch = 0;
+  bool break_chain = false;
+};
+
+fault_hooks read_fault_hooks() {
+  fault_hooks f;
+  const char* env = std::getenv("METERFLOW_TEST_FAULT");
+  if (!env)
+    return f;
+  const std::string spec = env;
+  if (spec == "break_chain") {
+    f.break_chain = true;
+  } else if (spec.rfind("crash_partition:", 0) == 0) {
+    const auto rest = spec.substr(16);
+    const auto colon = rest.find(':');
+    f.crash_partition = static_cast<std::uint32_t>(std::stoul(rest.substr(0, colon)));
+    f.crash_batch = std::stoull(rest.substr(colon + 1));
+  }
+  return f;
+}
+
+class progress_line {
+public:
+  explicit progress_line(bool enabled) : enabled_(enabled), start_(clock::now()), last_(start_) {}
+
+  void update(std::uint64_t events, timestamp watermark, std::size_t open_windows) {
+    if (!enabled_)
+      return;
+    const auto now = clock::now();
+    if (now - last_ < std::chrono::milliseconds(250))
+      return;
+    last_ = now;
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    std::cerr << "\r  " << events << " events  "
+              << static_cast<std::uint64_t>(secs > 0 ? static_cast<double>(events) / secs : 0)
+              << " events/s  watermark "
+              << (watermark == watermark_min ? std::string("-") : pricing::format_rfc3339(watermark))
+              << "  windows open " << open_windows << "    " << std::flush;
+  }
+  void done() {
+    if (enabled_)
+      std::cerr << "\r" << std::string(100, ' ') << "\r" << std::flush;
+  }
+
+private:
+  using clock = std::chrono::steady_clock;
+  bool enabled_;
+  clock::time_point start_, last_;
+};
+
+class driver {
+public:
+  driver(caf::actor_system& sys, const config::configuration& cfg, std::uint32_t partitions,
+         fault_hooks faults)
+      : sys_(sys), self_(sys), cfg_(cfg), faults_(faults) {
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      slots_.emplace_back();
+      slots_.back().store = std::make_unique<persistence::memory_store>();
+      spawn(p, false);
+    }
+  }
+
+  ~driver() {
+    for (auto& s : slots_)
+      self_->send_exit(s.handle, caf::exit_reason::user_shutdown);
+  }
+
+  // One batch: route, admit (dedup + store), compute the watermark steps, apply.
+  void process(std::vector<sequenced_event>&& events, std::vector<std::string>&& raws,
+               bool end_of_input) {
+    ++batch_no_;
+    const auto n = static_cast<std::uint32_t>(slots_.size());
+    std::vector<event_batch> routed(n);
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> where; // (partition, index in batch)
+    where.reserve(events.size());
+    for (auto& se : events) {
+      const std::uint32_t p = partition_of(se.event.customer_id, n);
+      where.emplace_back(p, static_cast<std::uint32_t>(routed[p].events.size()));
+      routed[p].events.push_back(std::move(se));
+    }
+    // Keep each event's seq and time before the batches move into the partitions.
+    std::vector<std::vector<std::pair<std::uint64_t, timestamp>>> meta(n);
+    for (std::uint32_t p = 0; p < n; ++p)
+      for (const auto& se : routed[p].events)
+        meta[p].emplace_back(se.seq, se.event.event_time);
+
+    std::vector<std::vector<persistence::append_outcome>> outcomes(n);
+    for (std::uint32_t p = 0; p < n; ++p) {
+      if (routed[p].events.empty())
+        continue;
+      routed[p].batch = batch_no_;
+      self_->request(slots_[p].handle, caf::infinite, admit_atom::value, std::move(routed[p]))
+          .receive([&](admit_result& r) { outcomes[p] = std::move(r.outcomes); },
+                   [&](caf::error& e) {
+                     throw std::runtime_error("partition " + std::to_string(p) +
+                                              " failed to store a batch: " + sys_.render(e));
+                   });
+    }
+    // The watermark advances in input order with accepted events only.
+    watermark_steps steps;
+    steps.batch = batch_no_;
+    steps.end_of_input = end_of_input;
+    for (size_t i = 0; i < where.size(); ++i) {
+      const auto [p, k] = where[i];
+      const auto [seq, time] = meta[p][k];
+      switch (outcomes[p][k]) {
+        case persistence::append_outcome::accepted: {
+          const timestamp candidate = time - cfg_.max_out_of_orderness;
+          if (candidate > watermark_) {
+            watermark_ = candidate;
+            steps.steps.push_back({seq, watermark_});
+          }
+          break;
+        }
+        case persistence::append_outcome::duplicate:
+          ++duplicates_;
+          break;
+        case persistence::append_outcome::conflict:
+          ++conflicts_;
+          sink_.add_rejected({seq, "event_id_conflict",
+                              "an event with this customer_id and event_id and a different "
+                              "payload was accepted earlier; the first one stands",
+                              std::move(raws[i])});
+          break;
+      }
+    }
+    for (std::uint32_t p = 0; p < n; ++p)
+      apply(p, steps);
+    history_.insert(history_.end(), steps.steps.begin(), steps.steps.end());
+    if (!where.empty())
+      applied_upto_ = meta[where.back().first][where.back().second].first;
+  }
+
+  run_sink& sink() { return sink_; }
+  timestamp watermark() const { return watermark_; }
+  std::size_t open_windows() const {
+    std::size_t n = 0;
+    for (const auto& s : slots_)
+      n += s.open_windows;
+    return n;
+  }
+  partition_counters counters() const {
+    partition_counters total;
+    for (const auto& s : slots_)
+      total += s.counters;
+    total.accepted = 0;
+    for (const auto& s : slots_)
+      total.accepted += s.store->size(); // the system of record
+    total.duplicates = duplicates_;
+    total.conflicts = conflicts_;
+    return total;
+  }
+  const std::string& fatal() const { return fatal_; }
+
+private:
+  struct slot {
+    partition_actor handle;
+    std::unique_ptr<persistence::memory_store> store;
+    int restarts = 0;
+    partition_counters counters;
+    std::size_t open_windows = 0;
+  };
+
+  void spawn(std::uint32_t p, bool restore) {
+    const std::uint64_t crash =
+        faults_.crash_batch && faults_.crash_partition == p && slots_[p].restarts == 0
+            ? faults_.crash_batch
+            : 0;
+    restore_point rp;
+    if (restore)
+      rp = restore_point{&history_, applied_upto_};
+    slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash, rp);
+  }
+
+  // Supervision: a partition that fails while applying a batch is restarted (up to the
+  // restart budget), rebuilds its state from the store, and gets the batch again.
+  void apply(std::uint32_t p, const watermark_steps& steps) {
+    for (;;) {
+      bool failed = false;
+      std::string why;
+      self_->request(slots_[p].handle, caf::infinite, apply_atom::value, steps)
+          .receive(
+              [&](partition_report& r) {
+                if (!r.fatal.empty() && fatal_.empty())
+                  fatal_ = r.fatal;
+                slots_[p].counters = r.counters;
+                slots_[p].open_windows = r.open_windows;
+                sink_.add(std::move(r.output));
+              },
+              [&](caf::error& e) {
+                failed = true;
+                why = sys_.render(e);
+              });
+      if (!failed)
+        return;
+      if (++slots_[p].restarts > restart_budget)
+        throw std::runtime_error("partition " + std::to_string(p) + " failed " +
+                                 std::to_string(slots_[p].restarts) +
+                                 " times, beyond its restart budget: " + why);
+      std::cerr << "meterflow run: partition " << p << " failed (" << why
+                << "); restarting it from the store (restart " << slots_[p].restarts << " of "
+                << restart_budget << ")\n";
+      spawn(p, true);
+    }
+  }
+
+  caf::actor_system& sys_;
+  caf::scoped_actor self_;
+  const config::configuration& cfg_;
+  fault_hooks faults_;
+  std::vector<slot> slots_;
+  run_sink sink_;
+  std::uint64_t batch_no_ = 0;
+  timestamp watermark_ = watermark_min;
+  std::vector<watermark_step> history_;
+  std::uint64_t applied_upto_ = 0;
+  std::uint64_t duplicates_ = 0, conflicts_ = 0;
+  std::string fatal_;
+};
+
+void print_summary(const run_sink& sink, const reconciliation_report& report,
+                   const std::string& out_dir) {
+  const auto& counts = report.json["counts"];
+  std::cout << "meterflow run: " << counts["received"] << " events received, "
+            << counts["accepted"] << " accepted, " << counts["duplicates"] << " duplicates, "
+            << counts["conflicts"] << " conflicts, " << counts["rejected"] << " rejected, "
+            << counts["very_late"] << " very late (" << counts["rerates"] << " re-rates)\n";
+  std::cout << "invoices:\n";
+  for (const auto& k : sink.invoices()) {
+    const auto& inv = k.record;
+    const auto j = persistence::to_json(inv);
+    std::cout << "  " << inv.invoice_id << "  " << persistence::to_string(inv.type) << "  "
+              << inv.customer_id << "  " << pricing::period_id(inv.period);
+    if (inv.corrects_invoice_id)
+      std::cout << "  corrects " << *inv.corrects_invoice_id;
+    std::cout << "\n";
+    for (const auto& l : j["line_items"])
+      std::cout << "      " << l["metric"].get<std::string>() << "  quantity "
+                << l["quantity"].get<std::string>() << "  " << inv.currency << " "
+                << l["amount"].get<std::string>() << "\n";
+    std::cout << "      subtotal " << j["subtotal"].get<std::string>() << "  credits "
+              << j["credits_applied"].get<std::string>() << "  total "
+              << j["total"].get<std::string>() << " " << inv.currency << "\n";
+  }
+  std::cout << "reconciliation: " << (report.ok ? "ok" : "FAILED") << " ("
+            << report.json["checks"].size() << " checks, " << report.json["unpriced_windows"].size()
+            << " unpriced windows)\n";
+  if (!report.ok)
+    for (const auto& c : report.json["checks"])
+      if (!c["ok"].get<bool>())
+        std::cout << "  FAILED " << c["check"].get<std::string>() << ": expected "
+                  << c["expected"].get<std::string>() << ", actual "
+                  << c["actual"].get<std::string>()
+                  << (c.contains("detail") ? " (" + c["detail"].get<std::string>() + ")" : "")
+                  << "\n";
+  std::cout << "output: " << out_dir << "\n";
+}
+
+} // namespace
+
+int run_command(const std::vector<std::string>& args) {
+  const auto cl = parse_command_line(
+      args, {"config", "events", "out", "threads", "partitions", "batch-size"}, {"quiet"});
+  if (!cl.positional.empty())
+    throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
+  const config::configuration cfg = config::load_file(cl.required("config"));
+  const std::string events_path = cl.required("events");
+  const std::string out_dir = cl.required("out");
+  const auto threads = parse_count(cl, "threads", 2, 256);
+  const auto partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
+  const auto batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
+  const bool quiet = cl.flag("quiet");
+
+  line_reader reader(events_path); // throws usage_error when the file cannot be opened
+  caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.max-threads", threads);
+  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{sys_cfg};
+  const fault_hooks faults = read_fault_hooks();
+
+  event_parser parser(cfg);
+  source_counters source;
+  progress_line progress(!quiet && ::isatty(STDERR_FILENO));
+  reconciliation_report report;
+  {
+    driver d(sys, cfg, partitions, faults);
+    std::vector<sequenced_event> batch;
+    std::vector<std::string> raws;
+    batch.reserve(batch_size);
+    std::string_view line;
+    std::uint64_t line_no = 0;
+    try {
+      while (reader.next(line, line_no)) {
+        if (line.find_first_not_of(" \t") == std::string_view::npos)
+          continue; // blank lines are skipped
+        ++source.received;
+        parse_outcome parsed = parser.parse(line);
+        if (!parsed.ok()) {
+          ++source.rejected;
+          d.sink().add_rejected(
+              {line_no, to_string(parsed.reason), std::move(parsed.detail), std::string(line)});
+          continue;
+        }
+        batch.push_back({line_no, std::move(*parsed.event)});
+        raws.emplace_back(line);
+        if (batch.size() >= batch_size) {
+          d.process(std::move(batch), std::move(raws), false);
+          batch.clear();
+          raws.clear();
+          progress.update(source.received, d.watermark(), d.open_windows());
+          if (!d.fatal().empty())
+            break;
+        }
+      }
+      if (d.fatal().empty())
+        d.process(std::move(batch), std::move(raws), true);
+    } catch (const std::runtime_error& e) {
+      progress.done();
+      std::cerr << "meterflow run: " << e.what() << "\n";
+      return exit_engine_failure;
+    }
+    progress.done();
+    if (!d.fatal().empty()) {
+      std::cerr << "meterflow run: " << d.fatal()
+                << "; stopping without writing invoices (exit status 3)\n";
+      return exit_overflow;
+    }
+    run_sink& sink = d.sink();
+    sink.set_counters(source, d.counters());
+    sink.seal();
+    if (faults.break_chain && !sink.charges().empty())
+      sink.mutable_charges().pop_back();
+    sink.write(out_dir);
+    report = reconcile(sink, cfg);
+    std::ofstream(std::filesystem::path(out_dir) / "reconciliation.json") << report.json.dump(2)
+                                                                          << '\n';
+    print_summary(sink, report, out_dir);
+  }
+  return report.ok ? exit_ok : exit_check_failed;
+}
+
+} // namespace meterflow::runtime
