@@ -12,5 +12,7 @@ int quote_command(const std::vector<std::string>& args);
 extern const char* const quote_usage;
 int run_command(const std::vector<std::string>& args);
 extern const char* const run_usage;
+int explain_command(const std::vector<std::string>& args);
+extern const char* const explain_usage;
 
 } // namespace meterflow::runtime
