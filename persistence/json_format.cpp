@@ -184,6 +184,127 @@ ordered_json to_json(const rejected_line& r) {
   return j;
 }
 
+namespace {
+
+// Record strings are ids (printable ASCII), times, decimals and formulas: only '"' and '\\'
+// need escaping; anything else below 0x20 is escaped as \u00XX for safety.
+void append_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[(c >> 4) & 0xF];
+      out += hex[c & 0xF];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_field(std::string& out, const char* name, std::string_view value) {
+  out += '"';
+  out += name;
+  out += "\":";
+  append_string(out, value);
+  out += ',';
+}
+
+void append_raw_field(std::string& out, const char* name, std::string_view raw) {
+  out += '"';
+  out += name;
+  out += "\":";
+  out += raw;
+  out += ',';
+}
+
+void append_ids(std::string& out, const char* name, const std::vector<std::string>& ids) {
+  out += '"';
+  out += name;
+  out += "\":[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      out += ',';
+    append_string(out, ids[i]);
+  }
+  out += ']';
+}
+
+} // namespace
+
+void append_line(std::string& out, const aggregate_record& r) {
+  out += '{';
+  append_field(out, "aggregation_id", r.aggregation_id);
+  append_field(out, "customer_id", r.customer_id);
+  append_field(out, "metric", r.metric);
+  append_field(out, "window_start", format_rfc3339(r.window_start));
+  append_field(out, "window_end", format_rfc3339(r.window_end));
+  append_raw_field(out, "revision", std::to_string(r.revision));
+  append_field(out, "kind", to_string(r.kind));
+  append_raw_field(out, "is_final", r.is_final ? "true" : "false");
+  append_field(out, "value", r.value.to_string());
+  append_raw_field(out, "event_count", std::to_string(r.event_count));
+  append_ids(out, "event_ids", r.event_ids);
+  out += "}\n";
+}
+
+void append_line(std::string& out, const charge_record& r) {
+  const auto& c = r.calculation;
+  out += '{';
+  append_field(out, "charge_id", r.charge_id);
+  append_field(out, "customer_id", r.customer_id);
+  append_field(out, "metric", r.metric);
+  append_field(out, "window_start", format_rfc3339(r.window_start));
+  append_field(out, "window_end", format_rfc3339(r.window_end));
+  append_field(out, "aggregation_id", r.aggregation_id);
+  append_field(out, "quantity", r.quantity.to_string());
+  append_field(out, "cumulative_before", c.cumulative_before.to_string());
+  append_field(out, "cumulative_after", c.cumulative_after.to_string());
+  append_field(out, "amount", exact(c.amount));
+  append_field(out, "currency", c.currency);
+  append_field(out, "price_book_id", c.price_book_id);
+  append_field(out, "version", c.version);
+  append_field(out, "effective_from", format_rfc3339(c.effective_from));
+  if (c.effective_until)
+    append_field(out, "effective_until", format_rfc3339(*c.effective_until));
+  else
+    append_raw_field(out, "effective_until", "null");
+  if (r.supersedes_charge_id)
+    append_field(out, "supersedes_charge_id", *r.supersedes_charge_id);
+  else
+    append_raw_field(out, "supersedes_charge_id", "null");
+  append_field(out, "trigger", to_string(r.trigger));
+  out += "\"calculation\":{";
+  append_field(out, "model", pricing::to_string(c.model));
+  append_field(out, "rounding", pricing::to_string(c.rounding));
+  append_field(out, "formula", c.formula);
+  append_field(out, "price_before", exact(c.price_before));
+  append_field(out, "price_after", exact(c.price_after));
+  out += "\"tiers\":[";
+  for (size_t i = 0; i < c.tiers.size(); ++i) {
+    const auto& t = c.tiers[i];
+    if (i)
+      out += ',';
+    out += "{\"tier\":";
+    out += std::to_string(t.tier);
+    out += ',';
+    append_field(out, "units", t.units.to_string());
+    append_field(out, "unit_price", t.unit_price.to_string());
+    append_field(out, "flat_fee", t.flat_fee.to_string());
+    out += "\"amount\":";
+    append_string(out, exact(t.amount));
+    out += '}';
+  }
+  out += "]},";
+  append_raw_field(out, "source_event_count", std::to_string(r.source_event_count));
+  append_ids(out, "source_event_ids", r.source_event_ids);
+  out += "}\n";
+}
+
 std::string to_line(const ordered_json& j) {
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }

@@ -21,4 +21,9 @@ ordered_json to_json(const rejected_line& r);
 // Compact one-line JSON (for NDJSON files).
 std::string to_line(const ordered_json& j);
 
+// The same compact JSON as to_line(to_json(r)), written straight into `out` without building
+// a JSON tree: the hot path of writing aggregates.ndjson and charges.ndjson.
+void append_line(std::string& out, const aggregate_record& r);
+void append_line(std::string& out, const charge_record& r);
+
 } // namespace meterflow::persistence

@@ -13,16 +13,40 @@ std::uint64_t key_hash(const std::string& customer_id, const std::string& event_
 
 } // namespace
 
+void memory_store::grow() {
+  const std::size_t capacity = slots_.empty() ? 1024 : slots_.size() * 2;
+  std::vector<std::uint32_t> slots(capacity, 0);
+  std::vector<std::uint64_t> hashes(capacity, 0);
+  const std::size_t mask = capacity - 1;
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i] == 0)
+      continue;
+    std::size_t at = slot_hashes_[i] & mask;
+    while (slots[at] != 0)
+      at = (at + 1) & mask;
+    slots[at] = slots_[i];
+    hashes[at] = slot_hashes_[i];
+  }
+  slots_ = std::move(slots);
+  slot_hashes_ = std::move(hashes);
+}
+
 append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
+  if ((events_.size() + 1) * 2 > slots_.size())
+    grow();
   const std::uint64_t h = key_hash(e.customer_id, e.event_id);
-  auto [first, last] = by_key_.equal_range(h);
-  for (auto it = first; it != last; ++it) {
-    const event& existing = events_[it->second];
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t at = h & mask;
+  for (; slots_[at] != 0; at = (at + 1) & mask) {
+    if (slot_hashes_[at] != h)
+      continue;
+    const event& existing = events_[slots_[at] - 1];
     if (existing.customer_id == e.customer_id && existing.event_id == e.event_id)
       return existing.same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
   }
   const auto index = static_cast<std::uint32_t>(events_.size());
-  by_key_.emplace(h, index);
+  slots_[at] = index + 1;
+  slot_hashes_[at] = h;
   by_customer_[e.customer_id].push_back(index);
   events_.push_back(std::move(e));
   positions_.push_back(source_position);

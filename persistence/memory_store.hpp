@@ -32,7 +32,11 @@ public:
 private:
   std::deque<event> events_;
   std::vector<std::uint64_t> positions_;
-  std::unordered_multimap<std::uint64_t, std::uint32_t> by_key_;
+  // Open-addressing index of key hashes (linear probing, load <= 1/2): slot = event index + 1,
+  // 0 = empty. Hash collisions are resolved by comparing the stored keys.
+  std::vector<std::uint32_t> slots_;
+  std::vector<std::uint64_t> slot_hashes_;
+  void grow();
   std::unordered_map<std::string, std::vector<std::uint32_t>> by_customer_;
 };
 

@@ -145,13 +145,18 @@ public:
   }
 
   ~driver() {
-    for (auto& s : slots_)
+    for (auto& s : slots_) {
+      self_->demonitor(s.handle.address());
       self_->send_exit(s.handle, caf::exit_reason::user_shutdown);
+    }
   }
 
-  // One batch: route, admit (dedup + store), compute the watermark steps, apply.
+  // One batch: route, admit (dedup + store) in parallel, compute the watermark steps, and
+  // start applying them. The partitions apply while the caller parses the next batch; the
+  // next call (or finish()) collects their reports first.
   void process(std::vector<sequenced_event>&& events, std::vector<std::string>&& raws,
                bool end_of_input) {
+    collect();
     ++batch_no_;
     const auto n = static_cast<std::uint32_t>(slots_.size());
     std::vector<event_batch> routed(n);
@@ -169,21 +174,29 @@ public:
         meta[p].emplace_back(se.seq, se.event.event_time);
 
     std::vector<std::vector<persistence::append_outcome>> outcomes(n);
+    std::uint32_t expected = 0;
     for (std::uint32_t p = 0; p < n; ++p) {
       if (routed[p].events.empty())
         continue;
       routed[p].batch = batch_no_;
-      self_->request(slots_[p].handle, caf::infinite, admit_atom::value, std::move(routed[p]))
-          .receive([&](admit_result& r) { outcomes[p] = std::move(r.outcomes); },
-                   [&](caf::error& e) {
-                     throw std::runtime_error("partition " + std::to_string(p) +
-                                              " failed to store a batch: " + sys_.render(e));
-                   });
+      self_->send(slots_[p].handle, admit_atom::value, std::move(routed[p]));
+      ++expected;
+    }
+    for (std::uint32_t received = 0; received < expected;) {
+      self_->receive(
+          [&](admit_result& r) {
+            outcomes[r.partition] = std::move(r.outcomes);
+            ++received;
+          },
+          [&](const caf::down_msg& down) {
+            throw std::runtime_error("a partition failed while storing a batch: " +
+                                     sys_.render(down.reason));
+          });
     }
     // The watermark advances in input order with accepted events only.
-    watermark_steps steps;
-    steps.batch = batch_no_;
-    steps.end_of_input = end_of_input;
+    steps_ = watermark_steps{};
+    steps_.batch = batch_no_;
+    steps_.end_of_input = end_of_input;
     for (size_t i = 0; i < where.size(); ++i) {
       const auto [p, k] = where[i];
       const auto [seq, time] = meta[p][k];
@@ -192,7 +205,7 @@ public:
           const timestamp candidate = time - cfg_.max_out_of_orderness;
           if (candidate > watermark_) {
             watermark_ = candidate;
-            steps.steps.push_back({seq, watermark_});
+            steps_.steps.push_back({seq, watermark_});
           }
           break;
         }
@@ -209,11 +222,48 @@ public:
       }
     }
     for (std::uint32_t p = 0; p < n; ++p)
-      apply(p, steps);
-    history_.insert(history_.end(), steps.steps.begin(), steps.steps.end());
+      self_->send(slots_[p].handle, apply_atom::value, steps_);
+    applying_ = true;
     if (!where.empty())
-      applied_upto_ = meta[where.back().first][where.back().second].first;
+      batch_upto_ = meta[where.back().first][where.back().second].first;
   }
+
+  // Waits for every partition's report of the batch being applied. Supervision: a partition
+  // that fails while applying is restarted (up to the restart budget), rebuilds its state from
+  // the store, and gets the batch again.
+  void collect() {
+    if (!applying_)
+      return;
+    applying_ = false;
+    const auto n = static_cast<std::uint32_t>(slots_.size());
+    std::vector<bool> done(n, false);
+    for (std::uint32_t received = 0; received < n;) {
+      self_->receive(
+          [&](partition_report& r) {
+            if (!r.fatal.empty() && fatal_.empty())
+              fatal_ = r.fatal;
+            slots_[r.partition].counters = r.counters;
+            slots_[r.partition].open_windows = r.open_windows;
+            sink_.add(std::move(r.output));
+            done[r.partition] = true;
+            ++received;
+          },
+          [&](const caf::down_msg& down) {
+            std::uint32_t p = 0;
+            while (p < n && slots_[p].handle.address() != down.source)
+              ++p;
+            if (p == n || done[p])
+              return;
+            restart(p, sys_.render(down.reason));
+            self_->send(slots_[p].handle, apply_atom::value, steps_);
+          });
+    }
+    history_.insert(history_.end(), steps_.steps.begin(), steps_.steps.end());
+    applied_upto_ = batch_upto_;
+  }
+
+  // Collects the last batch's reports.
+  void finish() { collect(); }
 
   run_sink& sink() { return sink_; }
   timestamp watermark() const { return watermark_; }
@@ -254,38 +304,18 @@ private:
     if (restore)
       rp = restore_point{&history_, applied_upto_};
     slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash, rp);
+    self_->monitor(slots_[p].handle);
   }
 
-  // Supervision: a partition that fails while applying a batch is restarted (up to the
-  // restart budget), rebuilds its state from the store, and gets the batch again.
-  void apply(std::uint32_t p, const watermark_steps& steps) {
-    for (;;) {
-      bool failed = false;
-      std::string why;
-      self_->request(slots_[p].handle, caf::infinite, apply_atom::value, steps)
-          .receive(
-              [&](partition_report& r) {
-                if (!r.fatal.empty() && fatal_.empty())
-                  fatal_ = r.fatal;
-                slots_[p].counters = r.counters;
-                slots_[p].open_windows = r.open_windows;
-                sink_.add(std::move(r.output));
-              },
-              [&](caf::error& e) {
-                failed = true;
-                why = sys_.render(e);
-              });
-      if (!failed)
-        return;
-      if (++slots_[p].restarts > restart_budget)
-        throw std::runtime_error("partition " + std::to_string(p) + " failed " +
-                                 std::to_string(slots_[p].restarts) +
-                                 " times, beyond its restart budget: " + why);
-      std::cerr << "meterflow run: partition " << p << " failed (" << why
-                << "); restarting it from the store (restart " << slots_[p].restarts << " of "
-                << restart_budget << ")\n";
-      spawn(p, true);
-    }
+  void restart(std::uint32_t p, const std::string& why) {
+    if (++slots_[p].restarts > restart_budget)
+      throw std::runtime_error("partition " + std::to_string(p) + " failed " +
+                               std::to_string(slots_[p].restarts) +
+                               " times, beyond its restart budget: " + why);
+    std::cerr << "meterflow run: partition " << p << " failed (" << why
+              << "); restarting it from the store (restart " << slots_[p].restarts << " of "
+              << restart_budget << ")\n";
+    spawn(p, true);
   }
 
   caf::actor_system& sys_;
@@ -298,6 +328,9 @@ private:
   timestamp watermark_ = watermark_min;
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
+  watermark_steps steps_;          // the batch being applied
+  std::uint64_t batch_upto_ = 0;   // its last input position
+  bool applying_ = false;
   std::uint64_t duplicates_ = 0, conflicts_ = 0;
   std::string fatal_;
 };
@@ -398,6 +431,7 @@ int run_command(const std::vector<std::string>& args) {
       }
       if (d.fatal().empty())
         d.process(std::move(batch), std::move(raws), true);
+      d.finish();
     } catch (const std::runtime_error& e) {
       progress.done();
       std::cerr << "meterflow run: " << e.what() << "\n";

@@ -28,8 +28,19 @@ std::ofstream open_for_write(const std::filesystem::path& path) {
 template <class T>
 void write_ndjson(const std::filesystem::path& path, const std::vector<actors::keyed<T>>& v) {
   auto out = open_for_write(path);
-  for (const auto& k : v)
-    out << persistence::to_line(persistence::to_json(k.record)) << '\n';
+  std::string buffer;
+  for (const auto& k : v) {
+    if constexpr (std::is_same_v<T, persistence::aggregate_record> ||
+                  std::is_same_v<T, persistence::charge_record>)
+      persistence::append_line(buffer, k.record);
+    else
+      buffer += persistence::to_line(persistence::to_json(k.record)) + '\n';
+    if (buffer.size() > (1 << 20)) {
+      out << buffer;
+      buffer.clear();
+    }
+  }
+  out << buffer;
   if (!out)
     throw std::runtime_error("write failed: " + path.string());
 }
