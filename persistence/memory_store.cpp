@@ -53,6 +53,15 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   return append_outcome::accepted;
 }
 
+std::vector<append_outcome> memory_store::append_batch(std::vector<event>&& events,
+                                                       const std::vector<std::uint64_t>& positions) {
+  std::vector<append_outcome> outcomes;
+  outcomes.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i)
+    outcomes.push_back(append(std::move(events[i]), positions[i]));
+  return outcomes;
+}
+
 const std::vector<std::uint32_t>& memory_store::events_of(const std::string& customer_id) const {
   static const std::vector<std::uint32_t> none;
   auto it = by_customer_.find(customer_id);

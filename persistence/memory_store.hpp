@@ -4,7 +4,7 @@
 // over the whole history on (customer_id, event_id), append-only, scanned by customer for
 // re-aggregation.
 
-#include "persistence/event.hpp"
+#include "persistence/store.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -14,20 +14,20 @@
 
 namespace meterflow::persistence {
 
-enum class append_outcome { accepted, duplicate, conflict };
-
-class memory_store {
+class memory_store final : public event_store {
 public:
+  std::vector<append_outcome> append_batch(std::vector<event>&& events,
+                                           const std::vector<std::uint64_t>& positions) override;
+
   // Stores the event unless its key is already present: the same payload is a duplicate, a
   // different one a conflict (the first accepted version stands).
   // `source_position` is where the event came from (its input line), kept for replay.
   append_outcome append(event&& e, std::uint64_t source_position);
 
-  std::size_t size() const { return events_.size(); }
-  const event& at(std::uint32_t index) const { return events_[index]; }
-  std::uint64_t source_position(std::uint32_t index) const { return positions_[index]; }
-  // Indexes of the customer's events, in arrival order.
-  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const;
+  std::size_t size() const override { return events_.size(); }
+  const event& at(std::uint32_t index) const override { return events_[index]; }
+  std::uint64_t source_position(std::uint32_t index) const override { return positions_[index]; }
+  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override;
 
 private:
   std::deque<event> events_;

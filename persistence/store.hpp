@@ -1,0 +1,112 @@
+#pragma once
+
+// The system of record (SEMANTICS §1): append-only raw events and the records derived from
+// them. Two implementations share one contract (tests/persistence/store_contract_test.cpp):
+// memory (the embedded default) and PostgreSQL (production).
+//
+// Raw events are held per partition (an event_store per partition actor) and are memory
+// resident in both implementations for re-aggregation; PostgreSQL adds durability: a batch's
+// accepted events and the source position it came from commit in one transaction, and an
+// event counts as seen only after that commit.
+
+#include "persistence/event.hpp"
+#include "persistence/records.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meterflow::persistence {
+
+enum class append_outcome { accepted, duplicate, conflict };
+
+class event_store {
+public:
+  virtual ~event_store() = default;
+
+  // Deduplicates `events` (in order) against everything stored and against each other, and
+  // durably appends the accepted ones; `positions[i]` is where events[i] came from (its input
+  // line or Kafka offset). Returns one outcome per event. Throws on a storage failure: then
+  // nothing of the batch counts as seen.
+  virtual std::vector<append_outcome> append_batch(std::vector<event>&& events,
+                                                   const std::vector<std::uint64_t>& positions) = 0;
+
+  // Read side, in append order.
+  virtual std::size_t size() const = 0;
+  virtual const event& at(std::uint32_t index) const = 0;
+  virtual std::uint64_t source_position(std::uint32_t index) const = 0;
+  // Indexes of the customer's events, in append order.
+  virtual const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const = 0;
+};
+
+// A price book version as published (publication order is the order of publish() calls).
+struct published_version {
+  std::string price_book_id;
+  std::string currency;
+  std::string version;
+  std::string definition_json; // the version's JSON as configured (canonical, compact)
+};
+
+struct status_event {
+  std::string invoice_id;
+  std::string status; // draft, issued, paid, void
+  std::string actor;
+  std::string reason;
+};
+
+struct ledger_entry {
+  std::string invoice_id;
+  std::string customer_id;
+  std::string currency;
+  decimal amount; // the invoice total; a reversal is the negated total
+  std::string kind; // invoice | reversal
+};
+
+// The records a run emits, already in global emission order.
+struct record_batch {
+  std::vector<aggregate_record> aggregates;
+  std::vector<charge_record> charges;
+  std::vector<unpriced_window> unpriced;
+  std::vector<invoice_record> invoices;
+  std::vector<rejected_line> rejected;
+};
+
+class record_store {
+public:
+  virtual ~record_store() = default;
+
+  // Appends records in order (emission order continues across calls). Idempotent by id:
+  // appending a record whose id is already stored (aggregation_id, charge_id, invoice_id,
+  // rejected line) changes nothing, so a replay after a crash never duplicates.
+  virtual void append(const record_batch& batch) = 0;
+
+  // Every aggregate revision of a window, by revision.
+  virtual std::vector<aggregate_record> aggregate_revisions(const std::string& customer_id,
+                                                            const std::string& metric,
+                                                            timestamp window_start) const = 0;
+  // Every charge in emission order, superseded ones included.
+  virtual std::vector<charge_record> charges() const = 0;
+  // The charges no later charge supersedes, for a customer and metric, by window start.
+  virtual std::vector<charge_record> current_charges(const std::string& customer_id,
+                                                     const std::string& metric) const = 0;
+  virtual std::optional<invoice_record> invoice(const std::string& invoice_id) const = 0;
+  // The standard invoice and its corrections, in issue order.
+  virtual std::vector<invoice_record> invoices_of(const std::string& customer_id,
+                                                  const pricing::period& period) const = 0;
+
+  // Invoice lifecycle as appended status events; the current status is the latest one.
+  virtual void append_status(const status_event& e) = 0;
+  virtual std::optional<std::string> current_status(const std::string& invoice_id) const = 0;
+  virtual std::vector<ledger_entry> ledger() const = 0;
+
+  // Price books: append-only versions in publication order. Publishing a version name that
+  // exists with a different definition throws; the same definition again changes nothing.
+  virtual void publish(const published_version& v) = 0;
+  virtual std::vector<published_version> versions(const std::string& price_book_id) const = 0;
+};
+
+std::unique_ptr<record_store> make_memory_record_store();
+
+} // namespace meterflow::persistence
