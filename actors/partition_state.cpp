@@ -61,6 +61,7 @@ struct partition_state::impl {
     std::string aggregation_id;
     std::uint32_t revision = 0;
     std::optional<current_charge> charge;
+    std::optional<decimal> unpriced_quantity; // the quantity it is listed with when unpriced
   };
 
   struct invoice_scope;
@@ -75,6 +76,7 @@ struct partition_state::impl {
     decimal cumulative;
     bool closed = false; // period-level meters: rated at period close
     std::optional<current_charge> period_charge;
+    std::optional<decimal> period_unpriced_quantity;
     std::string period_aggregation_id;
     invoice_scope* invoice = nullptr;
   };
@@ -207,15 +209,18 @@ struct partition_state::impl {
 
   // Emits a charge (or an unpriced window) for a window or a period and makes it current.
   // With `only_if_changed` (re-rating), nothing is emitted when quantity and amount are those of
-  // the current charge.
+  // the current charge. An unpriced window is listed again only when its quantity changed (a
+  // re-rate may also bring a window that was never rated), so the last listing always holds
+  // the quantity reconciliation expects.
   void emit_rating(phase p, timestamp order_t, period_scope& scope, timestamp start,
                    timestamp end, const std::string& aggregation_id,
                    std::vector<std::string>&& source_ids, decimal quantity, rated&& r,
                    charge_trigger trigger, std::optional<current_charge>& current,
-                   bool only_if_changed) {
+                   std::optional<decimal>& unpriced_quantity, bool only_if_changed) {
     if (!r.charge) {
-      if (only_if_changed && !current)
-        return; // still unpriced: listed when it was rated
+      if (unpriced_quantity == quantity)
+        return; // listed with this quantity already
+      unpriced_quantity = quantity;
       persistence::unpriced_window u;
       u.customer_id = scope.customer_id;
       u.metric = scope.meter->metric;
@@ -259,7 +264,7 @@ struct partition_state::impl {
                                   aggregate_kind::final, w.aggregate));
     period_scope& scope = scope_for(w.customer_id, *w.meter, pricing::period_of(w.start));
     final_window& fw =
-        scope.windows.emplace(w.start, final_window{std::move(w.aggregate), {}, revision, {}})
+        scope.windows.emplace(w.start, final_window{std::move(w.aggregate), {}, revision, {}, {}})
             .first->second;
     fw.aggregation_id = aggregation_id(w.customer_id, metric, w.start, revision);
     if (!config::is_additive(w.meter->kind))
@@ -269,7 +274,7 @@ struct partition_state::impl {
     emit_rating(phase::finalize, w.end, scope, w.start, w.end, fw.aggregation_id,
                 fw.aggregate.sorted_event_ids(), q,
                 rate(w.customer_id, metric, w.start, scope.cumulative, after),
-                charge_trigger::window_final, fw.charge, false);
+                charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
     scope.cumulative = after;
   }
 
@@ -292,7 +297,7 @@ struct partition_state::impl {
     emit_rating(p, scope.period.end, scope, scope.period.start, scope.period.end,
                 scope.period_aggregation_id, std::move(sources), q,
                 rate(scope.customer_id, scope.meter->metric, last_window, decimal(), q), trigger,
-                scope.period_charge, only_if_changed);
+                scope.period_charge, scope.period_unpriced_quantity, only_if_changed);
     scope.closed = true;
   }
 
@@ -434,6 +439,10 @@ struct partition_state::impl {
 
     std::map<timestamp, window_aggregate> fresh;
     for (std::uint32_t index : store.events_of(s.customer_id)) {
+      // admit() stores a whole batch before apply() reaches its later events: the re-rate sees
+      // the input up to the step that runs it, whatever the batch size or a restore replays.
+      if (store.source_position(index) > step)
+        continue;
       const persistence::event& e = store.at(index);
       if (e.event_type != m.event_type || e.event_time < period.start || e.event_time >= period.end)
         continue;
@@ -454,7 +463,8 @@ struct partition_state::impl {
                      make_aggregate(s.customer_id, m.metric, start, start + cfg.window_size,
                                     revision, aggregate_kind::reaggregated, agg));
       if (it == scope.windows.end())
-        it = scope.windows.emplace(start, final_window{window_aggregate(m.kind), {}, 0, {}}).first;
+        it = scope.windows.emplace(start, final_window{window_aggregate(m.kind), {}, 0, {}, {}})
+                 .first;
       it->second.aggregate = std::move(agg);
       it->second.revision = revision;
       it->second.aggregation_id = aggregation_id(s.customer_id, m.metric, start, revision);
@@ -467,7 +477,7 @@ struct partition_state::impl {
         emit_rating(p, period.start, scope, start, start + cfg.window_size, fw.aggregation_id,
                     fw.aggregate.sorted_event_ids(), q,
                     rate(s.customer_id, m.metric, start, cumulative, after),
-                    charge_trigger::rerate, fw.charge, true);
+                    charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
         cumulative = after;
       }
       scope.cumulative = cumulative;

@@ -53,6 +53,22 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   return append_outcome::accepted;
 }
 
+const event* memory_store::find(const std::string& customer_id,
+                                const std::string& event_id) const {
+  if (slots_.empty())
+    return nullptr;
+  const std::uint64_t h = key_hash(customer_id, event_id);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t at = h & mask; slots_[at] != 0; at = (at + 1) & mask) {
+    if (slot_hashes_[at] != h)
+      continue;
+    const event& existing = events_[slots_[at] - 1];
+    if (existing.customer_id == customer_id && existing.event_id == event_id)
+      return &existing;
+  }
+  return nullptr;
+}
+
 std::vector<append_outcome> memory_store::append_batch(std::vector<event>&& events,
                                                        const std::vector<std::uint64_t>& positions) {
   std::vector<append_outcome> outcomes;

@@ -23,6 +23,8 @@ public:
   // different one a conflict (the first accepted version stands).
   // `source_position` is where the event came from (its input line), kept for replay.
   append_outcome append(event&& e, std::uint64_t source_position);
+  // The stored event with this key, or nullptr: a lookup that stores nothing.
+  const event* find(const std::string& customer_id, const std::string& event_id) const;
 
   std::size_t size() const override { return events_.size(); }
   const event& at(std::uint32_t index) const override { return events_[index]; }

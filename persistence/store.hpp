@@ -15,10 +15,20 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace meterflow::persistence {
+
+// A storage failure (the database is unreachable, a write was refused): nothing of the call
+// that threw was stored. A request the record itself refuses (changing a published version, an
+// invoice status the lifecycle does not allow, a record pointing at one that is not stored) is
+// std::invalid_argument instead, and likewise stores nothing.
+class store_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
 
 enum class append_outcome { accepted, duplicate, conflict };
 
@@ -79,7 +89,12 @@ public:
 
   // Appends records in order (emission order continues across calls). Idempotent by id:
   // appending a record whose id is already stored (aggregation_id, charge_id, invoice_id,
-  // rejected line) changes nothing, so a replay after a crash never duplicates.
+  // rejected line) changes nothing, so a replay after a crash never duplicates. An unpriced
+  // window's id is its content (customer, metric, window start, quantity, reason).
+  // All or nothing: a charge must supersede a stored (or earlier appended) charge that nothing
+  // supersedes yet, and a correction must correct a stored invoice; otherwise the call throws
+  // std::invalid_argument and stores nothing. Appending an invoice records its status as the
+  // first status event and, when that status is "issued", books its total in the ledger.
   virtual void append(const record_batch& batch) = 0;
 
   // Every aggregate revision of a window, by revision.
@@ -95,14 +110,20 @@ public:
   // The standard invoice and its corrections, in issue order.
   virtual std::vector<invoice_record> invoices_of(const std::string& customer_id,
                                                   const pricing::period& period) const = 0;
+  // Unpriced windows and rejected lines, in emission order.
+  virtual std::vector<unpriced_window> unpriced() const = 0;
+  virtual std::vector<rejected_line> rejected() const = 0;
 
-  // Invoice lifecycle as appended status events; the current status is the latest one.
+  // Invoice lifecycle as appended status events; the current status is the latest one. Allowed:
+  // draft -> issued -> paid | void, for a stored invoice (else std::invalid_argument). Issuing
+  // books the invoice's total in the ledger, voiding an issued invoice books its reversal.
   virtual void append_status(const status_event& e) = 0;
   virtual std::optional<std::string> current_status(const std::string& invoice_id) const = 0;
   virtual std::vector<ledger_entry> ledger() const = 0;
 
   // Price books: append-only versions in publication order. Publishing a version name that
-  // exists with a different definition throws; the same definition again changes nothing.
+  // exists with a different definition, or into a book of another currency, throws
+  // std::invalid_argument; the same definition again changes nothing.
   virtual void publish(const published_version& v) = 0;
   virtual std::vector<published_version> versions(const std::string& price_book_id) const = 0;
 };
