@@ -8,6 +8,7 @@ PACKAGES=(
   libcaf-dev librdkafka-dev libpqxx-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   catch2 libsimdjson-dev libxxhash-dev libssl-dev
   postgresql-common postgresql-15
+  time linux-perf jq
 )
 
 missing=()
