@@ -135,8 +135,8 @@ private:
 class driver {
 public:
   driver(caf::actor_system& sys, const config::configuration& cfg, std::uint32_t partitions,
-         fault_hooks faults)
-      : sys_(sys), self_(sys), cfg_(cfg), faults_(faults) {
+         fault_hooks faults, const std::string& out_dir)
+      : sys_(sys), self_(sys), cfg_(cfg), faults_(faults), sink_(out_dir, false) {
     for (std::uint32_t p = 0; p < partitions; ++p) {
       slots_.emplace_back();
       slots_.back().store = std::make_unique<persistence::memory_store>();
@@ -224,6 +224,8 @@ public:
     for (std::uint32_t p = 0; p < n; ++p)
       self_->send(slots_[p].handle, apply_atom::value, steps_);
     applying_ = true;
+    // While the partitions apply this batch, the previous batch's records go to disk.
+    sink_.flush(applied_upto_);
     if (!where.empty())
       batch_upto_ = meta[where.back().first][where.back().second].first;
   }
@@ -400,7 +402,7 @@ int run_command(const std::vector<std::string>& args) {
   progress_line progress(!quiet && ::isatty(STDERR_FILENO));
   reconciliation_report report;
   {
-    driver d(sys, cfg, partitions, faults);
+    driver d(sys, cfg, partitions, faults, out_dir);
     std::vector<sequenced_event> batch;
     std::vector<std::string> raws;
     batch.reserve(batch_size);
@@ -445,10 +447,9 @@ int run_command(const std::vector<std::string>& args) {
     }
     run_sink& sink = d.sink();
     sink.set_counters(source, d.counters());
+    if (faults.break_chain)
+      sink.drop_last_charge();
     sink.seal();
-    if (faults.break_chain && !sink.charges().empty())
-      sink.mutable_charges().pop_back();
-    sink.write(out_dir);
     report = reconcile(sink, cfg);
     std::ofstream(std::filesystem::path(out_dir) / "reconciliation.json") << report.json.dump(2)
                                                                           << '\n';

@@ -1,7 +1,6 @@
 #include "runtime/run_sink.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <stdexcept>
 
 namespace meterflow::runtime {
@@ -9,13 +8,13 @@ namespace meterflow::runtime {
 namespace {
 
 template <class T>
-void append(std::vector<T>& to, std::vector<T>&& from) {
-  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+void sort_by_key(std::vector<actors::keyed<T>>& v) {
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
 }
 
 template <class T>
-void sort_by_key(std::vector<actors::keyed<T>>& v) {
-  std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+void append(std::vector<T>& to, std::vector<T>&& from) {
+  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
 }
 
 std::ofstream open_for_write(const std::filesystem::path& path) {
@@ -25,24 +24,11 @@ std::ofstream open_for_write(const std::filesystem::path& path) {
   return out;
 }
 
-template <class T>
-void write_ndjson(const std::filesystem::path& path, const std::vector<actors::keyed<T>>& v) {
-  auto out = open_for_write(path);
-  std::string buffer;
-  for (const auto& k : v) {
-    if constexpr (std::is_same_v<T, persistence::aggregate_record> ||
-                  std::is_same_v<T, persistence::charge_record>)
-      persistence::append_line(buffer, k.record);
-    else
-      buffer += persistence::to_line(persistence::to_json(k.record)) + '\n';
-    if (buffer.size() > (1 << 20)) {
-      out << buffer;
-      buffer.clear();
-    }
-  }
-  out << buffer;
-  if (!out)
-    throw std::runtime_error("write failed: " + path.string());
+void write_out(std::ofstream& file, std::string& buffer, const char* what) {
+  file << buffer;
+  buffer.clear();
+  if (!file)
+    throw std::runtime_error(std::string("write failed: ") + what);
 }
 
 } // namespace
@@ -65,11 +51,26 @@ std::string invoice_file_name(const std::string& invoice_id) {
   return name + ".json";
 }
 
+run_sink::run_sink(std::optional<std::filesystem::path> out_dir, bool retain)
+    : dir_(std::move(out_dir)), retain_(retain) {
+  if (!dir_)
+    return;
+  std::filesystem::create_directories(*dir_ / "invoices");
+  // A rerun into the same directory must not leave invoices of an earlier run behind.
+  for (const auto& entry : std::filesystem::directory_iterator(*dir_ / "invoices"))
+    if (entry.path().extension() == ".json")
+      std::filesystem::remove(entry.path());
+  charges_file_ = open_for_write(*dir_ / "charges.ndjson");
+  aggregates_file_ = open_for_write(*dir_ / "aggregates.ndjson");
+  unpriced_file_ = open_for_write(*dir_ / "unpriced.ndjson");
+  rejected_file_ = open_for_write(*dir_ / "rejected.ndjson");
+}
+
 void run_sink::add(actors::partition_output&& out) {
-  append(aggregates_, std::move(out.aggregates));
-  append(charges_, std::move(out.charges));
-  append(unpriced_, std::move(out.unpriced));
-  append(invoices_, std::move(out.invoices));
+  append(pending_.aggregates, std::move(out.aggregates));
+  append(pending_.charges, std::move(out.charges));
+  append(pending_.unpriced, std::move(out.unpriced));
+  append(pending_.invoices, std::move(out.invoices));
 }
 
 void run_sink::set_counters(const source_counters& source,
@@ -78,31 +79,111 @@ void run_sink::set_counters(const source_counters& source,
   partitions_ = partitions;
 }
 
-void run_sink::seal() {
-  sort_by_key(aggregates_);
-  sort_by_key(charges_);
-  sort_by_key(unpriced_);
-  sort_by_key(invoices_);
-  std::stable_sort(rejected_.begin(), rejected_.end(),
-                   [](const auto& a, const auto& b) { return a.line < b.line; });
+void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) {
+  const auto& c = k.record;
+  ++totals_.charges;
+  if (!totals_.seen_charge_ids.insert(c.charge_id).second)
+    ++totals_.duplicate_charge_ids;
+  if (c.supersedes_charge_id && totals_.current_charges.erase(*c.supersedes_charge_id) == 0)
+    totals_.broken_links += " " + c.charge_id;
+  totals_.current_charges[c.charge_id] = {
+      c.customer_id, c.metric, pricing::period_id(pricing::period_of(c.window_start)),
+      c.calculation.currency, c.quantity, c.amount()};
+  if (dir_) {
+    persistence::append_line(buffer_, c);
+    if (buffer_.size() > (1 << 20))
+      write_out(charges_file_, buffer_, "charges.ndjson");
+  }
+  if (retain_)
+    charges_.push_back(k);
 }
 
-void run_sink::write(const std::filesystem::path& dir) const {
-  std::filesystem::create_directories(dir / "invoices");
-  // A rerun into the same directory must not leave invoices of an earlier run behind.
-  for (const auto& entry : std::filesystem::directory_iterator(dir / "invoices"))
-    if (entry.path().extension() == ".json")
-      std::filesystem::remove(entry.path());
-  for (const auto& k : invoices_) {
-    auto out = open_for_write(dir / "invoices" / invoice_file_name(k.record.invoice_id));
-    out << persistence::to_json(k.record).dump(2) << '\n';
+void run_sink::take_charge(actors::keyed<persistence::charge_record>&& k) {
+  // The latest charge is held back one step so the test hook can drop the run's last one.
+  if (held_charge_)
+    write_charge(*held_charge_);
+  held_charge_ = std::move(k);
+}
+
+void run_sink::flush(std::uint64_t upto_line) {
+  sort_by_key(pending_.aggregates);
+  sort_by_key(pending_.charges);
+  sort_by_key(pending_.unpriced);
+  sort_by_key(pending_.invoices);
+
+  for (auto& k : pending_.aggregates) {
+    const auto& a = k.record;
+    ++totals_.aggregate_revisions;
+    if (a.is_final)
+      totals_.current_aggregates[{a.customer_id, a.metric, a.window_start}] = {a.event_count,
+                                                                               a.value};
+    if (dir_) {
+      persistence::append_line(buffer_, a);
+      if (buffer_.size() > (1 << 20))
+        write_out(aggregates_file_, buffer_, "aggregates.ndjson");
+    }
+    if (retain_)
+      aggregates_.push_back(std::move(k));
   }
-  write_ndjson(dir / "charges.ndjson", charges_);
-  write_ndjson(dir / "aggregates.ndjson", aggregates_);
-  write_ndjson(dir / "unpriced.ndjson", unpriced_);
-  auto out = open_for_write(dir / "rejected.ndjson");
-  for (const auto& r : rejected_)
-    out << persistence::to_line(persistence::to_json(r)) << '\n';
+  if (dir_)
+    write_out(aggregates_file_, buffer_, "aggregates.ndjson");
+
+  for (auto& k : pending_.charges)
+    take_charge(std::move(k));
+  if (dir_)
+    write_out(charges_file_, buffer_, "charges.ndjson");
+
+  for (auto& k : pending_.unpriced) {
+    const auto& u = k.record;
+    totals_.unpriced[{u.customer_id, u.metric, u.window_start}] = u.quantity;
+    totals_.unpriced_listings.push_back(u);
+    if (dir_)
+      buffer_ += persistence::to_line(persistence::to_json(u)) + '\n';
+    if (retain_)
+      unpriced_.push_back(std::move(k));
+  }
+  if (dir_)
+    write_out(unpriced_file_, buffer_, "unpriced.ndjson");
+
+  for (auto& k : pending_.invoices) {
+    if (dir_) {
+      const auto path = *dir_ / "invoices" / invoice_file_name(k.record.invoice_id);
+      auto out = open_for_write(path);
+      out << persistence::to_json(k.record).dump(2) << '\n';
+      if (!out)
+        throw std::runtime_error("write failed: " + path.string());
+    }
+    invoices_.push_back(std::move(k)); // invoices are few and the summary lists them
+  }
+  pending_ = {};
+
+  std::stable_sort(pending_rejected_.begin(), pending_rejected_.end(),
+                   [](const auto& a, const auto& b) { return a.line < b.line; });
+  auto split = std::partition_point(pending_rejected_.begin(), pending_rejected_.end(),
+                                    [&](const auto& r) { return r.line <= upto_line; });
+  for (auto it = pending_rejected_.begin(); it != split; ++it) {
+    if (dir_)
+      buffer_ += persistence::to_line(persistence::to_json(*it)) + '\n';
+    if (retain_)
+      rejected_.push_back(std::move(*it));
+  }
+  pending_rejected_.erase(pending_rejected_.begin(), split);
+  if (dir_)
+    write_out(rejected_file_, buffer_, "rejected.ndjson");
+}
+
+void run_sink::seal() {
+  flush(std::numeric_limits<std::uint64_t>::max());
+  if (held_charge_ && !drop_last_charge_)
+    write_charge(*held_charge_);
+  held_charge_.reset();
+  if (dir_) {
+    write_out(charges_file_, buffer_, "charges.ndjson");
+    charges_file_.close();
+    aggregates_file_.close();
+    unpriced_file_.close();
+    rejected_file_.close();
+  }
 }
 
 } // namespace meterflow::runtime

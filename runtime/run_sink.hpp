@@ -1,13 +1,21 @@
 #pragma once
 
-// Collects what the partitions emit during a batch run, merges it into the deterministic
-// global order (by order_key) and writes the run's files (SEMANTICS §10).
+// Collects what the partitions emit during a batch run, puts it into the deterministic global
+// order (by order_key) and streams the run's files (SEMANTICS §10). Every record a batch emits
+// has a step inside that batch, so each batch is sorted and written on its own: memory holds
+// one batch of records, not the run's history. The reconciliation inputs are accumulated on
+// the way (current aggregates, current charges, invoices).
 
 #include "actors/partition_state.hpp"
 #include "persistence/json_format.hpp"
 
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace meterflow::runtime {
@@ -20,20 +28,48 @@ struct source_counters {
 // The file name of an invoice under DIR/invoices/ ("inv_c1_2024-01.json").
 std::string invoice_file_name(const std::string& invoice_id);
 
+// What reconciliation needs of the records, accumulated as they stream by.
+struct chain_totals {
+  using window_key = std::tuple<std::string, std::string, pricing::timestamp>;
+  struct aggregate_summary {
+    std::uint64_t event_count = 0;
+    pricing::decimal value;
+  };
+  struct charge_summary {
+    std::string customer_id, metric, period, currency;
+    pricing::decimal quantity, amount;
+  };
+  std::map<window_key, aggregate_summary> current_aggregates; // last final revision
+  std::map<std::string, charge_summary> current_charges;      // by charge id
+  std::set<std::string> seen_charge_ids;
+  std::uint64_t charges = 0, aggregate_revisions = 0, duplicate_charge_ids = 0;
+  std::string broken_links; // charges superseding one that is not current
+  std::map<window_key, pricing::decimal> unpriced;            // latest listing per window
+  std::vector<persistence::unpriced_window> unpriced_listings;
+};
+
 class run_sink {
 public:
-  void add(actors::partition_output&& out);
-  void add_rejected(persistence::rejected_line&& r) { rejected_.push_back(std::move(r)); }
-  void set_counters(const source_counters& source, const actors::partition_counters& partitions);
+  // With `out_dir`, the files are written there; with `retain`, every record is also kept in
+  // memory (for tests and tools that inspect a run).
+  explicit run_sink(std::optional<std::filesystem::path> out_dir = std::nullopt,
+                    bool retain = true);
 
-  // Sorts everything into its global order. Call once, after the last add().
+  void add(actors::partition_output&& out);
+  void add_rejected(persistence::rejected_line&& r) { pending_rejected_.push_back(std::move(r)); }
+  // Orders and writes what was added since the last flush; rejected lines up to input line
+  // `upto_line` (later ones may still be joined by earlier-numbered conflicts).
+  void flush(std::uint64_t upto_line);
+  void set_counters(const source_counters& source, const actors::partition_counters& partitions);
+  // Test-only fault hook: the last charge of the run is neither written nor counted.
+  void drop_last_charge() { drop_last_charge_ = true; }
+  // Flushes everything and closes the files. Call once, after the last add().
   void seal();
 
   const std::vector<actors::keyed<persistence::aggregate_record>>& aggregates() const {
     return aggregates_;
   }
   const std::vector<actors::keyed<persistence::charge_record>>& charges() const { return charges_; }
-  std::vector<actors::keyed<persistence::charge_record>>& mutable_charges() { return charges_; }
   const std::vector<actors::keyed<persistence::unpriced_window>>& unpriced() const {
     return unpriced_;
   }
@@ -43,11 +79,21 @@ public:
   const std::vector<persistence::rejected_line>& rejected() const { return rejected_; }
   const source_counters& source() const { return source_; }
   const actors::partition_counters& partitions() const { return partitions_; }
-
-  // Writes invoices/, charges.ndjson, aggregates.ndjson, rejected.ndjson, unpriced.ndjson.
-  void write(const std::filesystem::path& dir) const;
+  const chain_totals& totals() const { return totals_; }
 
 private:
+  void take_charge(actors::keyed<persistence::charge_record>&& k);
+  void write_charge(const actors::keyed<persistence::charge_record>& k);
+
+  std::optional<std::filesystem::path> dir_;
+  bool retain_;
+  std::ofstream charges_file_, aggregates_file_, unpriced_file_, rejected_file_;
+  std::string buffer_;
+  actors::partition_output pending_;
+  std::vector<persistence::rejected_line> pending_rejected_;
+  std::optional<actors::keyed<persistence::charge_record>> held_charge_; // the latest charge
+  bool drop_last_charge_ = false;
+
   std::vector<actors::keyed<persistence::aggregate_record>> aggregates_;
   std::vector<actors::keyed<persistence::charge_record>> charges_;
   std::vector<actors::keyed<persistence::unpriced_window>> unpriced_;
@@ -55,6 +101,7 @@ private:
   std::vector<persistence::rejected_line> rejected_;
   source_counters source_;
   actors::partition_counters partitions_;
+  chain_totals totals_;
 };
 
 } // namespace meterflow::runtime

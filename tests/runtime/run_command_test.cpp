@@ -300,7 +300,7 @@ TEST_CASE("run: a broken chain fails reconciliation with exit status 1", "[cli][
   CHECK(quantities["expected"] == "12881.5");
   CHECK(quantities["actual"] == "12880.5");
   const auto& lines =
-      failed.at("per customer, period, metric: |charges - invoice lines| < rounding tolerance");
+      failed.at("per customer, period, metric: |charges - invoice lines| < one minor unit");
   CHECK(lines["detail"].get<std::string>().find("c_walkin/2024-02/api_calls charges 0 invoiced "
                                                 "0.12") != std::string::npos);
 }
