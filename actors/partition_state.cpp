@@ -119,7 +119,9 @@ struct partition_state::impl {
   using invoice_key = std::pair<std::string, timestamp>;
   std::map<invoice_key, std::unique_ptr<invoice_scope>> invoices;
   std::multimap<timestamp, invoice_scope*> invoice_due; // by period end + L
-  std::set<rerate_scope> dirty_scopes;
+  // Scopes marked by very late events, with the windows those events fell into: only those
+  // windows can differ from their final aggregate (a final window takes no other events).
+  std::map<rerate_scope, std::set<timestamp>> dirty_scopes;
 
   std::vector<std::pair<std::uint64_t, std::uint32_t>> pending; // (seq, store index) to apply
 
@@ -153,8 +155,11 @@ struct partition_state::impl {
     return r;
   }
 
-  void emit_aggregate(phase p, timestamp order_t, aggregate_record&& r) {
+  // Emits an aggregate revision and returns its id.
+  std::string emit_aggregate(phase p, timestamp order_t, aggregate_record&& r) {
+    std::string id = r.aggregation_id;
     out.aggregates.push_back({key(p, order_t, r.customer_id, r.metric), std::move(r)});
+    return id;
   }
 
   // --- scopes ----------------------------------------------------------------------------
@@ -212,9 +217,11 @@ struct partition_state::impl {
   // the current charge. An unpriced window is listed again only when its quantity changed (a
   // re-rate may also bring a window that was never rated), so the last listing always holds
   // the quantity reconciliation expects.
+  // `source_ids()` gives the charge's source event ids; it runs only when a charge is emitted.
+  template <class SourceIds>
   void emit_rating(phase p, timestamp order_t, period_scope& scope, timestamp start,
                    timestamp end, const std::string& aggregation_id,
-                   std::vector<std::string>&& source_ids, decimal quantity, rated&& r,
+                   SourceIds&& source_ids, decimal quantity, rated&& r,
                    charge_trigger trigger, std::optional<current_charge>& current,
                    std::optional<decimal>& unpriced_quantity, bool only_if_changed) {
     if (!r.charge) {
@@ -249,8 +256,8 @@ struct partition_state::impl {
                                            format_rfc3339(start),
                                            c.supersedes_charge_id.value_or("")});
     c.calculation = std::move(*r.charge);
-    c.source_event_count = source_ids.size();
-    c.source_event_ids = std::move(source_ids);
+    c.source_event_ids = source_ids();
+    c.source_event_count = c.source_event_ids.size();
     current = current_charge{c.charge_id, quantity, c.amount(), c.calculation.rounding};
     out.charges.push_back({key(p, order_t, c.customer_id, c.metric), std::move(c)});
   }
@@ -259,20 +266,20 @@ struct partition_state::impl {
   void finalize_window(open_window& w) {
     const std::string& metric = w.meter->metric;
     const std::uint32_t revision = w.revisions++;
-    emit_aggregate(phase::finalize, w.end,
-                   make_aggregate(w.customer_id, metric, w.start, w.end, revision,
-                                  aggregate_kind::final, w.aggregate));
+    std::string id = emit_aggregate(phase::finalize, w.end,
+                                    make_aggregate(w.customer_id, metric, w.start, w.end, revision,
+                                                   aggregate_kind::final, w.aggregate));
     period_scope& scope = scope_for(w.customer_id, *w.meter, pricing::period_of(w.start));
     final_window& fw =
         scope.windows.emplace(w.start, final_window{std::move(w.aggregate), {}, revision, {}, {}})
             .first->second;
-    fw.aggregation_id = aggregation_id(w.customer_id, metric, w.start, revision);
+    fw.aggregation_id = std::move(id);
     if (!config::is_additive(w.meter->kind))
       return;
     const decimal q = fw.aggregate.quantity();
     const decimal after = scope.cumulative + q;
     emit_rating(phase::finalize, w.end, scope, w.start, w.end, fw.aggregation_id,
-                fw.aggregate.sorted_event_ids(), q,
+                [&] { return fw.aggregate.sorted_event_ids(); }, q,
                 rate(w.customer_id, metric, w.start, scope.cumulative, after),
                 charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
     scope.cumulative = after;
@@ -282,20 +289,26 @@ struct partition_state::impl {
   // of the period's last window.
   void rate_period(phase p, period_scope& scope, charge_trigger trigger, bool only_if_changed) {
     std::vector<const window_aggregate*> aggs;
-    std::vector<std::string> sources;
+    std::uint64_t event_count = 0;
     for (auto& [start, fw] : scope.windows) {
       aggs.push_back(&fw.aggregate);
-      for (auto& id : fw.aggregate.sorted_event_ids())
-        sources.push_back(std::move(id));
+      event_count += fw.aggregate.event_count();
     }
+    auto sources = [&] {
+      std::vector<std::string> ids;
+      for (auto& [start, fw] : scope.windows)
+        for (auto& id : fw.aggregate.sorted_event_ids())
+          ids.push_back(std::move(id));
+      return ids;
+    };
     const decimal q = window_aggregate::period_quantity(scope.meter->kind, aggs);
     scope.period_aggregation_id =
         persistence::content_id({"period_aggregate", scope.customer_id, scope.meter->metric,
-                                 format_rfc3339(scope.period.start), std::to_string(sources.size()),
+                                 format_rfc3339(scope.period.start), std::to_string(event_count),
                                  q.to_string()});
     const timestamp last_window = scope.period.end - cfg.window_size;
     emit_rating(p, scope.period.end, scope, scope.period.start, scope.period.end,
-                scope.period_aggregation_id, std::move(sources), q,
+                scope.period_aggregation_id, sources, q,
                 rate(scope.customer_id, scope.meter->metric, last_window, decimal(), q), trigger,
                 scope.period_charge, scope.period_unpriced_quantity, only_if_changed);
     scope.closed = true;
@@ -318,7 +331,8 @@ struct partition_state::impl {
       metered = true;
       ++owner.counters_.meter_feeds;
       if (very_late) {
-        dirty_scopes.insert({e.customer_id, m.metric, pricing::period_of(e.event_time).start});
+        dirty_scopes[{e.customer_id, m.metric, pricing::period_of(e.event_time).start}].insert(
+            start);
         continue;
       }
       auto& slot = windows[{e.customer_id, m.metric, start}];
@@ -410,10 +424,10 @@ struct partition_state::impl {
 
   template <class Filter>
   void run_rerates(phase p, Filter wanted) {
-    std::vector<rerate_scope> batch;
+    std::vector<std::pair<rerate_scope, std::set<timestamp>>> batch;
     for (auto it = dirty_scopes.begin(); it != dirty_scopes.end();) {
-      if (wanted(*it)) {
-        batch.push_back(*it);
+      if (wanted(it->first)) {
+        batch.emplace_back(it->first, std::move(it->second));
         it = dirty_scopes.erase(it);
       } else {
         ++it;
@@ -422,15 +436,16 @@ struct partition_state::impl {
     if (batch.empty())
       return;
     std::set<invoice_scope*> touched;
-    for (const rerate_scope& s : batch)
-      touched.insert(rerate(p, s));
+    for (const auto& [scope, windows] : batch)
+      touched.insert(rerate(p, scope, windows));
     for (invoice_scope* inv : touched)
       settle_after_rerate(*inv);
   }
 
-  // Re-aggregates one scope's final windows from the raw events, re-rates them in window order
-  // with the price books as configured now, and supersedes the charges that changed.
-  invoice_scope* rerate(phase p, const rerate_scope& s) {
+  // Re-aggregates a scope's `changed` final windows from the raw events, re-rates all its final
+  // windows in window order with the price books as configured now, and supersedes the charges
+  // that changed.
+  invoice_scope* rerate(phase p, const rerate_scope& s, const std::set<timestamp>& changed) {
     ++owner.counters_.rerates;
     const config::meter& m = *cfg.find_meter(s.metric);
     const pricing::period period = pricing::period_of(s.period_start);
@@ -447,6 +462,8 @@ struct partition_state::impl {
       if (e.event_type != m.event_type || e.event_time < period.start || e.event_time >= period.end)
         continue;
       const timestamp start = pricing::window_start(e.event_time, cfg.window_size);
+      if (!changed.count(start))
+        continue;
       if (plus(start + cfg.window_size, cfg.allowed_lateness) > wm)
         continue; // not final yet: the window stage owns it
       auto reading = read_meter(m, e);
@@ -459,15 +476,16 @@ struct partition_state::impl {
       if (it != scope.windows.end() && it->second.aggregate.same_content(agg))
         continue;
       const std::uint32_t revision = it == scope.windows.end() ? 0 : it->second.revision + 1;
-      emit_aggregate(p, period.start,
-                     make_aggregate(s.customer_id, m.metric, start, start + cfg.window_size,
-                                    revision, aggregate_kind::reaggregated, agg));
+      std::string id =
+          emit_aggregate(p, period.start,
+                         make_aggregate(s.customer_id, m.metric, start, start + cfg.window_size,
+                                        revision, aggregate_kind::reaggregated, agg));
       if (it == scope.windows.end())
         it = scope.windows.emplace(start, final_window{window_aggregate(m.kind), {}, 0, {}, {}})
                  .first;
       it->second.aggregate = std::move(agg);
       it->second.revision = revision;
-      it->second.aggregation_id = aggregation_id(s.customer_id, m.metric, start, revision);
+      it->second.aggregation_id = std::move(id);
     }
     if (config::is_additive(m.kind)) {
       decimal cumulative;
@@ -475,7 +493,7 @@ struct partition_state::impl {
         const decimal q = fw.aggregate.quantity();
         const decimal after = cumulative + q;
         emit_rating(p, period.start, scope, start, start + cfg.window_size, fw.aggregation_id,
-                    fw.aggregate.sorted_event_ids(), q,
+                    [&] { return fw.aggregate.sorted_event_ids(); }, q,
                     rate(s.customer_id, m.metric, start, cumulative, after),
                     charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
         cumulative = after;

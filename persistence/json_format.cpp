@@ -190,19 +190,25 @@ namespace {
 // need escaping; anything else below 0x20 is escaped as \u00XX for safety.
 void append_string(std::string& out, std::string_view s) {
   out += '"';
-  for (char c : s) {
+  // Copy runs of plain characters at once; escape the rest.
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
+      continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
+    } else {
       static constexpr char hex[] = "0123456789abcdef";
       out += "\\u00";
       out += hex[(c >> 4) & 0xF];
       out += hex[c & 0xF];
-    } else {
-      out += c;
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 

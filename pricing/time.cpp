@@ -135,23 +135,32 @@ std::string format_rfc3339(timestamp t) {
   const timestamp in_day = t - day_index * microseconds_per_day;
   const civil_date date = civil_from_days(day_index);
   const std::int64_t secs = in_day / microseconds_per_second;
-  const std::int64_t micros = in_day % microseconds_per_second;
-  char buf[48];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02lld:%02lld:%02lld", date.year, date.month,
-                        date.day, static_cast<long long>(secs / 3600),
-                        static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60));
-  std::string s(buf, static_cast<size_t>(n));
+  std::int64_t micros = in_day % microseconds_per_second;
+  // Hand-formatted: this runs for every time of every record written.
+  char buf[32] = "0000-00-00T00:00:00";
+  auto put = [&](int pos, std::int64_t value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10)
+      buf[pos + i] = static_cast<char>('0' + value % 10);
+  };
+  put(0, date.year, 4);
+  put(5, date.month, 2);
+  put(8, date.day, 2);
+  put(11, secs / 3600, 2);
+  put(14, secs / 60 % 60, 2);
+  put(17, secs % 60, 2);
+  int n = 19;
   if (micros != 0) {
-    char frac[8];
-    std::snprintf(frac, sizeof frac, "%06lld", static_cast<long long>(micros));
-    std::string f(frac);
-    while (f.back() == '0')
-      f.pop_back();
-    s += '.';
-    s += f;
+    buf[n++] = '.';
+    int digits = 6;
+    while (micros % 10 == 0) {
+      micros /= 10;
+      --digits;
+    }
+    put(n, micros, digits);
+    n += digits;
   }
-  s += 'Z';
-  return s;
+  buf[n++] = 'Z';
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 result<duration> parse_duration(std::string_view text) {

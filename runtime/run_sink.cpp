@@ -56,10 +56,12 @@ run_sink::run_sink(std::optional<std::filesystem::path> out_dir, bool retain)
   if (!dir_)
     return;
   std::filesystem::create_directories(*dir_ / "invoices");
-  // A rerun into the same directory must not leave invoices of an earlier run behind.
+  // A rerun into the same directory must not leave invoices of an earlier run behind; they are
+  // removed at seal() unless this run rewrote them (rewriting in place is much cheaper for the
+  // file system than deleting and creating thousands of files).
   for (const auto& entry : std::filesystem::directory_iterator(*dir_ / "invoices"))
     if (entry.path().extension() == ".json")
-      std::filesystem::remove(entry.path());
+      stale_invoice_files_.insert(entry.path().filename().string());
   charges_file_ = open_for_write(*dir_ / "charges.ndjson");
   aggregates_file_ = open_for_write(*dir_ / "aggregates.ndjson");
   unpriced_file_ = open_for_write(*dir_ / "unpriced.ndjson");
@@ -147,7 +149,9 @@ void run_sink::flush(std::uint64_t upto_line) {
 
   for (auto& k : pending_.invoices) {
     if (dir_) {
-      const auto path = *dir_ / "invoices" / invoice_file_name(k.record.invoice_id);
+      const std::string name = invoice_file_name(k.record.invoice_id);
+      stale_invoice_files_.erase(name);
+      const auto path = *dir_ / "invoices" / name;
       auto out = open_for_write(path);
       out << persistence::to_json(k.record).dump(2) << '\n';
       if (!out)
@@ -179,6 +183,8 @@ void run_sink::seal() {
   held_charge_.reset();
   if (dir_) {
     write_out(charges_file_, buffer_, "charges.ndjson");
+    for (const auto& name : stale_invoice_files_)
+      std::filesystem::remove(*dir_ / "invoices" / name);
     charges_file_.close();
     aggregates_file_.close();
     unpriced_file_.close();

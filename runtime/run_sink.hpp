@@ -16,6 +16,8 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace meterflow::runtime {
@@ -28,9 +30,17 @@ struct source_counters {
 // The file name of an invoice under DIR/invoices/ ("inv_c1_2024-01.json").
 std::string invoice_file_name(const std::string& invoice_id);
 
-// What reconciliation needs of the records, accumulated as they stream by.
+// What reconciliation needs of the records, accumulated as they stream by. Hash maps: one
+// entry per window and per current charge, looked up once per record.
 struct chain_totals {
   using window_key = std::tuple<std::string, std::string, pricing::timestamp>;
+  struct window_key_hash {
+    std::size_t operator()(const window_key& k) const {
+      const std::size_t a = std::hash<std::string>()(std::get<0>(k));
+      const std::size_t b = std::hash<std::string>()(std::get<1>(k));
+      return a ^ (b * 0x9E3779B97F4A7C15ull) ^ (static_cast<std::size_t>(std::get<2>(k)) * 31);
+    }
+  };
   struct aggregate_summary {
     std::uint64_t event_count = 0;
     pricing::decimal value;
@@ -39,9 +49,10 @@ struct chain_totals {
     std::string customer_id, metric, period, currency;
     pricing::decimal quantity, amount;
   };
-  std::map<window_key, aggregate_summary> current_aggregates; // last final revision
-  std::map<std::string, charge_summary> current_charges;      // by charge id
-  std::set<std::string> seen_charge_ids;
+  std::unordered_map<window_key, aggregate_summary, window_key_hash>
+      current_aggregates;                                               // last final revision
+  std::unordered_map<std::string, charge_summary> current_charges;      // by charge id
+  std::unordered_set<std::string> seen_charge_ids;
   std::uint64_t charges = 0, aggregate_revisions = 0, duplicate_charge_ids = 0;
   std::string broken_links; // charges superseding one that is not current
   std::map<window_key, pricing::decimal> unpriced;            // latest listing per window
@@ -89,6 +100,7 @@ private:
   bool retain_;
   std::ofstream charges_file_, aggregates_file_, unpriced_file_, rejected_file_;
   std::string buffer_;
+  std::set<std::string> stale_invoice_files_;
   actors::partition_output pending_;
   std::vector<persistence::rejected_line> pending_rejected_;
   std::optional<actors::keyed<persistence::charge_record>> held_charge_; // the latest charge
