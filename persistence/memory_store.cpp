@@ -53,8 +53,7 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   return append_outcome::accepted;
 }
 
-const event* memory_store::find(const std::string& customer_id,
-                                const std::string& event_id) const {
+const event* memory_store::find(const std::string& customer_id, const std::string& event_id) const {
   if (slots_.empty())
     return nullptr;
   const std::uint64_t h = key_hash(customer_id, event_id);

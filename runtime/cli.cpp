@@ -18,6 +18,7 @@ Commands:
   run       events to invoices: the whole pipeline on a batch of events
   explain   how a charge or an invoice of a run came about
   quote     price a quantity under the price book version in force at a time
+  migrate   create or upgrade the PostgreSQL schema (--store URL)
   help      show this text, or `meterflow help <command>` for a command's options
   version   print the version
 
@@ -35,6 +36,7 @@ const command commands[] = {
     {"quote", quote_command, &quote_usage},
     {"run", run_command, &run_usage},
     {"explain", explain_command, &explain_usage},
+    {"migrate", migrate_command, &migrate_usage},
 };
 
 const command* find_command(const std::string& name) {

@@ -14,5 +14,7 @@ int run_command(const std::vector<std::string>& args);
 extern const char* const run_usage;
 int explain_command(const std::vector<std::string>& args);
 extern const char* const explain_usage;
+int migrate_command(const std::vector<std::string>& args);
+extern const char* const migrate_usage;
 
 } // namespace meterflow::runtime

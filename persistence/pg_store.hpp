@@ -1,0 +1,66 @@
+#pragma once
+
+// The PostgreSQL store (production; docs/postgresql.md). Raw events stay memory resident for
+// re-aggregation as in the memory store: pg_event_store keeps a memory_store as its read side
+// and dedup index, and a batch enters it only after the batch committed. Records are written
+// in one transaction per append and read back by SQL. A store is given a `postgresql://` URL
+// or a libpq keyword string, and needs the schema of `meterflow migrate` (pg_schema.hpp).
+
+#include "persistence/memory_store.hpp"
+#include "persistence/store.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace meterflow::persistence {
+
+class pg_event_store final : public event_store {
+public:
+  // Connects and loads partition `partition`'s stored events, in append order, into the read
+  // side and the dedup index. `partition` is the engine partition that owns the customers, so
+  // a database keeps its partition count. `source` names the input whose consumed positions
+  // are committed with the events. Throws store_error (unreachable, schema not current).
+  static std::unique_ptr<pg_event_store> load(const std::string& conninfo, int partition,
+                                              std::string source = "events");
+  ~pg_event_store() override;
+
+  // Deduplicates like the memory store, then writes the accepted events (COPY) and a
+  // source_offsets row (the batch's highest position and its dedup counts) in one transaction.
+  // The events count as seen once it committed; on a throw (store_error) none of them do.
+  std::vector<append_outcome> append_batch(std::vector<event>&& events,
+                                           const std::vector<std::uint64_t>& positions) override;
+
+  std::size_t size() const override { return events_.size(); }
+  const event& at(std::uint32_t index) const override { return events_.at(index); }
+  std::uint64_t source_position(std::uint32_t index) const override {
+    return events_.source_position(index);
+  }
+  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override {
+    return events_.events_of(customer_id);
+  }
+
+  // The highest committed source position of this partition and source, batches of duplicates
+  // included; none before the first batch.
+  std::optional<std::uint64_t> consumed_position() const { return consumed_; }
+
+private:
+  struct connection;
+  pg_event_store(std::unique_ptr<connection> c, int partition, std::string source);
+  void write(const std::vector<event>& events, const std::vector<std::uint64_t>& positions,
+             const std::vector<std::uint32_t>& accepted, std::uint64_t position, int duplicates,
+             int conflicts);
+
+  std::unique_ptr<connection> connection_;
+  int partition_;
+  std::string source_;
+  memory_store events_;
+  std::optional<std::uint64_t> consumed_;
+};
+
+// The run's records in PostgreSQL. Throws store_error when the database is unreachable or its
+// schema is not current.
+std::unique_ptr<record_store> make_pg_record_store(const std::string& conninfo);
+
+} // namespace meterflow::persistence
