@@ -6,7 +6,7 @@ namespace meterflow::actors {
 
 partition_actor::behavior_type
 partition(partition_actor::stateful_pointer<partition_actor_state> self, std::uint32_t index,
-          const config::configuration* cfg, persistence::memory_store* store,
+          const config::configuration* cfg, persistence::event_store* store,
           std::uint64_t crash_at_batch, restore_point restore) {
   self->state.partition = index;
   self->state.state = std::make_unique<partition_state>(*cfg, *store);

@@ -27,7 +27,7 @@ struct partition_actor_state {
 
 partition_actor::behavior_type
 partition(partition_actor::stateful_pointer<partition_actor_state> self, std::uint32_t index,
-          const config::configuration* cfg, persistence::memory_store* store,
+          const config::configuration* cfg, persistence::event_store* store,
           std::uint64_t crash_at_batch, restore_point restore);
 
 } // namespace meterflow::actors

@@ -38,11 +38,11 @@ std::uint32_t partition_of(const std::string& customer_id, std::uint32_t partiti
 }
 
 struct partition_state::impl {
-  impl(const config::configuration& c, persistence::memory_store& s, partition_state& o)
+  impl(const config::configuration& c, persistence::event_store& s, partition_state& o)
       : cfg(c), store(s), owner(o) {}
 
   const config::configuration& cfg;
-  persistence::memory_store& store;
+  persistence::event_store& store;
   partition_state& owner;
   partition_output out;
   std::uint64_t emit_seq = 0;
@@ -649,22 +649,30 @@ struct partition_state::impl {
 };
 
 partition_state::partition_state(const config::configuration& cfg,
-                                 persistence::memory_store& store)
+                                 persistence::event_store& store)
     : impl_(std::make_unique<impl>(cfg, store, *this)) {}
 
 partition_state::~partition_state() = default;
 
 std::vector<persistence::append_outcome>
 partition_state::admit(std::vector<sequenced_event>&& events) {
-  std::vector<persistence::append_outcome> outcomes;
-  outcomes.reserve(events.size());
+  std::vector<persistence::event> batch;
+  std::vector<std::uint64_t> positions;
+  batch.reserve(events.size());
+  positions.reserve(events.size());
   for (sequenced_event& se : events) {
-    const auto outcome = impl_->store.append(std::move(se.event), se.seq);
-    outcomes.push_back(outcome);
-    switch (outcome) {
+    batch.push_back(std::move(se.event));
+    positions.push_back(se.seq);
+  }
+  auto& store = impl_->store;
+  // Accepted events are appended in order, after everything stored before.
+  auto next_index = static_cast<std::uint32_t>(store.size());
+  std::vector<persistence::append_outcome> outcomes = store.append_batch(std::move(batch), positions);
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    switch (outcomes[i]) {
       case persistence::append_outcome::accepted:
         ++counters_.accepted;
-        impl_->pending.emplace_back(se.seq, static_cast<std::uint32_t>(impl_->store.size() - 1));
+        impl_->pending.emplace_back(positions[i], next_index++);
         break;
       case persistence::append_outcome::duplicate:
         ++counters_.duplicates;

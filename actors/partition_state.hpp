@@ -11,7 +11,7 @@
 
 #include "actors/window_state.hpp"
 #include "config/config.hpp"
-#include "persistence/memory_store.hpp"
+#include "persistence/store.hpp"
 #include "persistence/records.hpp"
 
 #include <cstdint>
@@ -107,7 +107,7 @@ struct partition_output {
 
 class partition_state {
 public:
-  partition_state(const config::configuration& cfg, persistence::memory_store& store);
+  partition_state(const config::configuration& cfg, persistence::event_store& store);
   ~partition_state();
   partition_state(const partition_state&) = delete;
   partition_state& operator=(const partition_state&) = delete;

@@ -5,6 +5,9 @@
 // the partitions emit to the sink.
 
 #include "actors/partition_actor.hpp"
+#include "persistence/memory_store.hpp"
+#include "persistence/pg_schema.hpp"
+#include "persistence/pg_store.hpp"
 #include "config/config.hpp"
 #include "runtime/cli.hpp"
 #include "runtime/commands.hpp"
@@ -20,6 +23,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <pqxx/pqxx>
 #include <unistd.h>
 
 namespace meterflow::runtime {
@@ -46,6 +50,9 @@ Options:
   --threads N          worker threads of the actor system (default 2)
   --partitions N       partition actors; customers are hashed onto them (default 4)
   --batch-size N       events per batch between the source and the partitions (default 8192)
+  --store URL          also keep the system of record in PostgreSQL (a postgresql:// URL
+                       or libpq keyword string); the schema is created or upgraded first,
+                       and the database must not hold events yet (docs/postgresql.md)
   --quiet              no progress line on stderr
   --help               show this text
 
@@ -134,14 +141,30 @@ private:
 
 class driver {
 public:
+  // With `store_url`, events and records go to PostgreSQL as well (the store must hold no
+  // events yet: a batch run starts from an empty system of record).
   driver(caf::actor_system& sys, const config::configuration& cfg, std::uint32_t partitions,
-         fault_hooks faults, const std::string& out_dir)
+         fault_hooks faults, const std::string& out_dir, const std::optional<std::string>& store_url)
       : sys_(sys), self_(sys), cfg_(cfg), faults_(faults), sink_(out_dir, false) {
     for (std::uint32_t p = 0; p < partitions; ++p) {
       slots_.emplace_back();
-      slots_.back().store = std::make_unique<persistence::memory_store>();
-      spawn(p, false);
+      if (store_url) {
+        auto store = persistence::pg_event_store::load(*store_url, static_cast<int>(p));
+        if (store->size() > 0)
+          throw usage_error("--store: the database already holds events (partition " +
+                            std::to_string(p) + " has " + std::to_string(store->size()) +
+                            "); a batch run starts from an empty store");
+        slots_.back().store = std::move(store);
+      } else {
+        slots_.back().store = std::make_unique<persistence::memory_store>();
+      }
     }
+    if (store_url) {
+      records_ = persistence::make_pg_record_store(*store_url);
+      sink_.set_record_store(records_.get());
+    }
+    for (std::uint32_t p = 0; p < partitions; ++p)
+      spawn(p, false);
   }
 
   ~driver() {
@@ -291,7 +314,7 @@ public:
 private:
   struct slot {
     partition_actor handle;
-    std::unique_ptr<persistence::memory_store> store;
+    std::unique_ptr<persistence::event_store> store;
     int restarts = 0;
     partition_counters counters;
     std::size_t open_windows = 0;
@@ -325,6 +348,7 @@ private:
   const config::configuration& cfg_;
   fault_hooks faults_;
   std::vector<slot> slots_;
+  std::unique_ptr<persistence::record_store> records_;
   run_sink sink_;
   std::uint64_t batch_no_ = 0;
   timestamp watermark_ = watermark_min;
@@ -379,7 +403,7 @@ void print_summary(const run_sink& sink, const reconciliation_report& report,
 
 int run_command(const std::vector<std::string>& args) {
   const auto cl = parse_command_line(
-      args, {"config", "events", "out", "threads", "partitions", "batch-size"}, {"quiet"});
+      args, {"config", "events", "out", "threads", "partitions", "batch-size", "store"}, {"quiet"});
   if (!cl.positional.empty())
     throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
   const config::configuration cfg = config::load_file(cl.required("config"));
@@ -389,6 +413,15 @@ int run_command(const std::vector<std::string>& args) {
   const auto partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
   const auto batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
   const bool quiet = cl.flag("quiet");
+  const std::optional<std::string> store_url = cl.optional("store");
+  if (store_url) {
+    try {
+      pqxx::connection connection(*store_url);
+      persistence::migrate(connection);
+    } catch (const std::exception& e) {
+      throw usage_error(std::string("--store: ") + e.what());
+    }
+  }
 
   line_reader reader(events_path); // throws usage_error when the file cannot be opened
   caf::actor_system_config sys_cfg;
@@ -402,7 +435,13 @@ int run_command(const std::vector<std::string>& args) {
   progress_line progress(!quiet && ::isatty(STDERR_FILENO));
   reconciliation_report report;
   {
-    driver d(sys, cfg, partitions, faults, out_dir);
+    std::optional<driver> started;
+    try {
+      started.emplace(sys, cfg, partitions, faults, out_dir, store_url);
+    } catch (const persistence::store_error& e) {
+      throw usage_error(std::string("--store: ") + e.what());
+    }
+    driver& d = *started;
     std::vector<sequenced_event> batch;
     std::vector<std::string> raws;
     batch.reserve(batch_size);

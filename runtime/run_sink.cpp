@@ -96,6 +96,8 @@ void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) 
     if (buffer_.size() > (1 << 20))
       write_out(charges_file_, buffer_, "charges.ndjson");
   }
+  if (store_)
+    to_store_.charges.push_back(c);
   if (retain_)
     charges_.push_back(k);
 }
@@ -119,6 +121,8 @@ void run_sink::flush(std::uint64_t upto_line) {
     if (a.is_final)
       totals_.current_aggregates[{a.customer_id, a.metric, a.window_start}] = {a.event_count,
                                                                                a.value};
+    if (store_)
+      to_store_.aggregates.push_back(a);
     if (dir_) {
       persistence::append_line(buffer_, a);
       if (buffer_.size() > (1 << 20))
@@ -139,6 +143,8 @@ void run_sink::flush(std::uint64_t upto_line) {
     const auto& u = k.record;
     totals_.unpriced[{u.customer_id, u.metric, u.window_start}] = u.quantity;
     totals_.unpriced_listings.push_back(u);
+    if (store_)
+      to_store_.unpriced.push_back(u);
     if (dir_)
       buffer_ += persistence::to_line(persistence::to_json(u)) + '\n';
     if (retain_)
@@ -157,6 +163,8 @@ void run_sink::flush(std::uint64_t upto_line) {
       if (!out)
         throw std::runtime_error("write failed: " + path.string());
     }
+    if (store_)
+      to_store_.invoices.push_back(k.record);
     invoices_.push_back(std::move(k)); // invoices are few and the summary lists them
   }
   pending_ = {};
@@ -166,6 +174,8 @@ void run_sink::flush(std::uint64_t upto_line) {
   auto split = std::partition_point(pending_rejected_.begin(), pending_rejected_.end(),
                                     [&](const auto& r) { return r.line <= upto_line; });
   for (auto it = pending_rejected_.begin(); it != split; ++it) {
+    if (store_)
+      to_store_.rejected.push_back(*it);
     if (dir_)
       buffer_ += persistence::to_line(persistence::to_json(*it)) + '\n';
     if (retain_)
@@ -174,6 +184,14 @@ void run_sink::flush(std::uint64_t upto_line) {
   pending_rejected_.erase(pending_rejected_.begin(), split);
   if (dir_)
     write_out(rejected_file_, buffer_, "rejected.ndjson");
+  append_to_store();
+}
+
+void run_sink::append_to_store() {
+  if (!store_)
+    return;
+  store_->append(to_store_);
+  to_store_ = {};
 }
 
 void run_sink::seal() {
@@ -181,6 +199,7 @@ void run_sink::seal() {
   if (held_charge_ && !drop_last_charge_)
     write_charge(*held_charge_);
   held_charge_.reset();
+  append_to_store();
   if (dir_) {
     write_out(charges_file_, buffer_, "charges.ndjson");
     for (const auto& name : stale_invoice_files_)

@@ -8,6 +8,7 @@
 
 #include "actors/partition_state.hpp"
 #include "persistence/json_format.hpp"
+#include "persistence/store.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -72,6 +73,8 @@ public:
   // `upto_line` (later ones may still be joined by earlier-numbered conflicts).
   void flush(std::uint64_t upto_line);
   void set_counters(const source_counters& source, const actors::partition_counters& partitions);
+  // Every flushed batch of records is also appended to `store` (the system of record).
+  void set_record_store(persistence::record_store* store) { store_ = store; }
   // Test-only fault hook: the last charge of the run is neither written nor counted.
   void drop_last_charge() { drop_last_charge_ = true; }
   // Flushes everything and closes the files. Call once, after the last add().
@@ -94,10 +97,13 @@ public:
 
 private:
   void take_charge(actors::keyed<persistence::charge_record>&& k);
+  void append_to_store();
   void write_charge(const actors::keyed<persistence::charge_record>& k);
 
   std::optional<std::filesystem::path> dir_;
   bool retain_;
+  persistence::record_store* store_ = nullptr;
+  persistence::record_batch to_store_; // what this flush appends to store_
   std::ofstream charges_file_, aggregates_file_, unpriced_file_, rejected_file_;
   std::string buffer_;
   std::set<std::string> stale_invoice_files_;
