@@ -91,6 +91,7 @@ struct partition_state::impl {
     struct billed_line {
       decimal quantity;
       decimal amount;
+      std::set<std::string> charge_ids; // the charges behind what was billed
     };
     std::map<std::string, billed_line> billed;
     decimal billed_subtotal, billed_credits, billed_total;
@@ -588,7 +589,8 @@ struct partition_state::impl {
   void remember_billed(invoice_scope& inv, const invoice_totals& t) {
     inv.billed.clear();
     for (const auto& [metric, line] : t.lines)
-      inv.billed[metric] = {line.quantity, line.amount};
+      inv.billed[metric] = {line.quantity, line.amount,
+                            {line.charge_ids.begin(), line.charge_ids.end()}};
     inv.billed_subtotal = t.subtotal;
     inv.billed_credits = t.credits;
     inv.billed_total = t.total;
@@ -634,6 +636,10 @@ struct partition_state::impl {
       persistence::invoice_line delta = line;
       delta.amount = line.amount - billed_amount;
       delta.quantity = line.quantity - billed_quantity;
+      // The charges this correction bills: those that are current now and were not billed.
+      if (billed != inv.billed.end())
+        std::erase_if(delta.charge_ids,
+                      [&](const std::string& id) { return billed->second.charge_ids.count(id); });
       delta.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
       r.line_items.push_back(std::move(delta));
     }

@@ -182,6 +182,19 @@ TEST_CASE("run: the seed story's invoices", "[cli][run]") {
   CHECK(correction["type"] == "correction");
   CHECK(correction["corrects_invoice_id"] == "inv_c_flat_2024-01");
   CHECK(correction["total"] == "0.08");
+  // The correction bills exactly the re-rate's new charge for the very late call's window.
+  REQUIRE(correction["line_items"].size() == 1);
+  REQUIRE(correction["line_items"][0]["charge_ids"].size() == 1);
+  const std::string billed_charge = correction["line_items"][0]["charge_ids"][0];
+  bool found = false;
+  for (const auto& c : read_ndjson(dir / "out" / "charges.ndjson"))
+    if (c["charge_id"] == billed_charge) {
+      found = true;
+      CHECK(c["trigger"] == "rerate");
+      CHECK(c["window_start"] == "2024-01-25T10:00:00Z");
+      CHECK(c["amount"] == "0.080000000000");
+    }
+  CHECK(found);
   CHECK(read_json(invoices / "inv_c_tiered_2024-01.json")["total"] == "118.72");
   CHECK(read_json(invoices / "inv_c_volume_2024-01.json")["total"] == "98.72");
   CHECK(read_json(invoices / "inv_c_recon_2024-01.json")["total"] == "204.68");
