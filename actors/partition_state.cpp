@@ -134,8 +134,8 @@ struct partition_state::impl {
 
   std::string aggregation_id(const std::string& customer, const std::string& metric,
                              timestamp start, std::uint32_t revision) {
-    return persistence::content_id({"aggregate", customer, metric, format_rfc3339(start),
-                                    std::to_string(revision)});
+    return persistence::content_id(
+        {"aggregate", customer, metric, format_rfc3339(start), std::to_string(revision)});
   }
 
   aggregate_record make_aggregate(const std::string& customer, const std::string& metric,
@@ -209,7 +209,8 @@ struct partition_state::impl {
     const auto found = pricing::lookup_price(book, metric, window_start);
     r.reason = found.reason;
     if (found.reason == pricing::unpriced_reason::none)
-      r.charge = pricing::rate_increment(*book, *found.version, *found.model, before, after).value();
+      r.charge =
+          pricing::rate_increment(*book, *found.version, *found.model, before, after).value();
     return r;
   }
 
@@ -220,10 +221,9 @@ struct partition_state::impl {
   // the quantity reconciliation expects.
   // `source_ids()` gives the charge's source event ids; it runs only when a charge is emitted.
   template <class SourceIds>
-  void emit_rating(phase p, timestamp order_t, period_scope& scope, timestamp start,
-                   timestamp end, const std::string& aggregation_id,
-                   SourceIds&& source_ids, decimal quantity, rated&& r,
-                   charge_trigger trigger, std::optional<current_charge>& current,
+  void emit_rating(phase p, timestamp order_t, period_scope& scope, timestamp start, timestamp end,
+                   const std::string& aggregation_id, SourceIds&& source_ids, decimal quantity,
+                   rated&& r, charge_trigger trigger, std::optional<current_charge>& current,
                    std::optional<decimal>& unpriced_quantity, bool only_if_changed) {
     if (!r.charge) {
       if (unpriced_quantity == quantity)
@@ -253,8 +253,7 @@ struct partition_state::impl {
     c.trigger = trigger;
     if (current)
       c.supersedes_charge_id = current->charge_id;
-    c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric,
-                                           format_rfc3339(start),
+    c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric, format_rfc3339(start),
                                            c.supersedes_charge_id.value_or("")});
     c.calculation = std::move(*r.charge);
     c.source_event_ids = source_ids();
@@ -279,10 +278,11 @@ struct partition_state::impl {
       return;
     const decimal q = fw.aggregate.quantity();
     const decimal after = scope.cumulative + q;
-    emit_rating(phase::finalize, w.end, scope, w.start, w.end, fw.aggregation_id,
-                [&] { return fw.aggregate.sorted_event_ids(); }, q,
-                rate(w.customer_id, metric, w.start, scope.cumulative, after),
-                charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
+    emit_rating(
+        phase::finalize, w.end, scope, w.start, w.end, fw.aggregation_id,
+        [&] { return fw.aggregate.sorted_event_ids(); }, q,
+        rate(w.customer_id, metric, w.start, scope.cumulative, after), charge_trigger::window_final,
+        fw.charge, fw.unpriced_quantity, false);
     scope.cumulative = after;
   }
 
@@ -303,10 +303,9 @@ struct partition_state::impl {
       return ids;
     };
     const decimal q = window_aggregate::period_quantity(scope.meter->kind, aggs);
-    scope.period_aggregation_id =
-        persistence::content_id({"period_aggregate", scope.customer_id, scope.meter->metric,
-                                 format_rfc3339(scope.period.start), std::to_string(event_count),
-                                 q.to_string()});
+    scope.period_aggregation_id = persistence::content_id(
+        {"period_aggregate", scope.customer_id, scope.meter->metric,
+         format_rfc3339(scope.period.start), std::to_string(event_count), q.to_string()});
     const timestamp last_window = scope.period.end - cfg.window_size;
     emit_rating(p, scope.period.end, scope, scope.period.start, scope.period.end,
                 scope.period_aggregation_id, sources, q,
@@ -338,8 +337,8 @@ struct partition_state::impl {
       }
       auto& slot = windows[{e.customer_id, m.metric, start}];
       if (!slot) {
-        slot = std::make_unique<open_window>(open_window{e.customer_id, &m, start, end,
-                                                         window_aggregate(m.kind), 0, false, false});
+        slot = std::make_unique<open_window>(
+            open_window{e.customer_id, &m, start, end, window_aggregate(m.kind), 0, false, false});
         to_close.emplace(end, slot.get());
         to_finalize.emplace(plus(end, cfg.allowed_lateness), slot.get());
       }
@@ -493,10 +492,11 @@ struct partition_state::impl {
       for (auto& [start, fw] : scope.windows) {
         const decimal q = fw.aggregate.quantity();
         const decimal after = cumulative + q;
-        emit_rating(p, period.start, scope, start, start + cfg.window_size, fw.aggregation_id,
-                    [&] { return fw.aggregate.sorted_event_ids(); }, q,
-                    rate(s.customer_id, m.metric, start, cumulative, after),
-                    charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
+        emit_rating(
+            p, period.start, scope, start, start + cfg.window_size, fw.aggregation_id,
+            [&] { return fw.aggregate.sorted_event_ids(); }, q,
+            rate(s.customer_id, m.metric, start, cumulative, after), charge_trigger::rerate,
+            fw.charge, fw.unpriced_quantity, true);
         cumulative = after;
       }
       scope.cumulative = cumulative;
@@ -582,15 +582,14 @@ struct partition_state::impl {
   }
 
   void emit_invoice(persistence::invoice_record&& r) {
-    out.invoices.push_back(
-        {key(phase::invoice, r.period.start, r.customer_id, ""), std::move(r)});
+    out.invoices.push_back({key(phase::invoice, r.period.start, r.customer_id, ""), std::move(r)});
   }
 
   void remember_billed(invoice_scope& inv, const invoice_totals& t) {
     inv.billed.clear();
     for (const auto& [metric, line] : t.lines)
-      inv.billed[metric] = {line.quantity, line.amount,
-                            {line.charge_ids.begin(), line.charge_ids.end()}};
+      inv.billed[metric] = {
+          line.quantity, line.amount, {line.charge_ids.begin(), line.charge_ids.end()}};
     inv.billed_subtotal = t.subtotal;
     inv.billed_credits = t.credits;
     inv.billed_total = t.total;
@@ -622,8 +621,8 @@ struct partition_state::impl {
       return;
     }
     invoice_totals t = compute(inv);
-    persistence::invoice_record r =
-        invoice_header(inv, t, standard_invoice_id(inv) + "_c" + std::to_string(inv.corrections + 1));
+    persistence::invoice_record r = invoice_header(
+        inv, t, standard_invoice_id(inv) + "_c" + std::to_string(inv.corrections + 1));
     r.type = persistence::invoice_type::correction;
     r.corrects_invoice_id = standard_invoice_id(inv);
     for (auto& [metric, line] : t.lines) {
@@ -654,8 +653,7 @@ struct partition_state::impl {
   }
 };
 
-partition_state::partition_state(const config::configuration& cfg,
-                                 persistence::event_store& store)
+partition_state::partition_state(const config::configuration& cfg, persistence::event_store& store)
     : impl_(std::make_unique<impl>(cfg, store, *this)) {}
 
 partition_state::~partition_state() = default;
@@ -673,19 +671,20 @@ partition_state::admit(std::vector<sequenced_event>&& events) {
   auto& store = impl_->store;
   // Accepted events are appended in order, after everything stored before.
   auto next_index = static_cast<std::uint32_t>(store.size());
-  std::vector<persistence::append_outcome> outcomes = store.append_batch(std::move(batch), positions);
+  std::vector<persistence::append_outcome> outcomes =
+      store.append_batch(std::move(batch), positions);
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     switch (outcomes[i]) {
-      case persistence::append_outcome::accepted:
-        ++counters_.accepted;
-        impl_->pending.emplace_back(positions[i], next_index++);
-        break;
-      case persistence::append_outcome::duplicate:
-        ++counters_.duplicates;
-        break;
-      case persistence::append_outcome::conflict:
-        ++counters_.conflicts;
-        break;
+    case persistence::append_outcome::accepted:
+      ++counters_.accepted;
+      impl_->pending.emplace_back(positions[i], next_index++);
+      break;
+    case persistence::append_outcome::duplicate:
+      ++counters_.duplicates;
+      break;
+    case persistence::append_outcome::conflict:
+      ++counters_.conflicts;
+      break;
     }
   }
   return outcomes;
@@ -732,6 +731,8 @@ partition_output partition_state::take_output() {
   return o;
 }
 
-std::size_t partition_state::open_windows() const { return impl_->windows.size(); }
+std::size_t partition_state::open_windows() const {
+  return impl_->windows.size();
+}
 
 } // namespace meterflow::actors

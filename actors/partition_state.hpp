@@ -11,8 +11,8 @@
 
 #include "actors/window_state.hpp"
 #include "config/config.hpp"
-#include "persistence/store.hpp"
 #include "persistence/records.hpp"
+#include "persistence/store.hpp"
 
 #include <cstdint>
 #include <limits>
@@ -41,7 +41,13 @@ struct sequenced_event {
   persistence::event event;
 };
 
-enum class phase : std::uint8_t { provisional = 1, finalize = 2, rerate = 3, period_rerate = 4, invoice = 5 };
+enum class phase : std::uint8_t {
+  provisional = 1,
+  finalize = 2,
+  rerate = 3,
+  period_rerate = 4,
+  invoice = 5
+};
 
 struct order_key {
   std::uint64_t step = 0;
@@ -86,7 +92,7 @@ struct partition_counters {
   std::uint64_t conflicts = 0;
   std::uint64_t unmetered = 0;
   std::uint64_t very_late = 0;
-  std::uint64_t late = 0; // accepted into a closing window
+  std::uint64_t late = 0;        // accepted into a closing window
   std::uint64_t metered = 0;     // accepted events feeding at least one meter
   std::uint64_t meter_feeds = 0; // (event, meter) pairs: an event can feed several meters
   std::uint64_t rerates = 0;

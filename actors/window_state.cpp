@@ -78,37 +78,37 @@ void window_aggregate::add(const persistence::event& e, const meter_reading& rea
   ++event_count_;
   sources_.push_back({e.event_time, e.event_id});
   switch (kind_) {
-    case config::aggregation::count:
-    case config::aggregation::sum:
-      sum_ += reading.value;
-      break;
-    case config::aggregation::max:
-      if (!max_ || reading.value > *max_)
-        max_ = reading.value;
-      break;
-    case config::aggregation::latest: {
-      source s{e.event_time, e.event_id};
-      if (!latest_ || latest_->first < s)
-        latest_ = {s, reading.value};
-      break;
-    }
-    case config::aggregation::unique_count:
-      distinct_.insert(reading.distinct_key);
-      break;
+  case config::aggregation::count:
+  case config::aggregation::sum:
+    sum_ += reading.value;
+    break;
+  case config::aggregation::max:
+    if (!max_ || reading.value > *max_)
+      max_ = reading.value;
+    break;
+  case config::aggregation::latest: {
+    source s{e.event_time, e.event_id};
+    if (!latest_ || latest_->first < s)
+      latest_ = {s, reading.value};
+    break;
+  }
+  case config::aggregation::unique_count:
+    distinct_.insert(reading.distinct_key);
+    break;
   }
 }
 
 decimal window_aggregate::quantity() const {
   switch (kind_) {
-    case config::aggregation::count:
-    case config::aggregation::sum:
-      return sum_;
-    case config::aggregation::max:
-      return max_.value_or(decimal());
-    case config::aggregation::latest:
-      return latest_ ? latest_->second : decimal();
-    case config::aggregation::unique_count:
-      return decimal::from_int(static_cast<std::int64_t>(distinct_.size()));
+  case config::aggregation::count:
+  case config::aggregation::sum:
+    return sum_;
+  case config::aggregation::max:
+    return max_.value_or(decimal());
+  case config::aggregation::latest:
+    return latest_ ? latest_->second : decimal();
+  case config::aggregation::unique_count:
+    return decimal::from_int(static_cast<std::int64_t>(distinct_.size()));
   }
   return decimal();
 }

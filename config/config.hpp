@@ -41,11 +41,11 @@ struct customer {
 };
 
 struct configuration {
-  duration window_size = 3'600'000'000;       // 1h
-  duration allowed_lateness = 3'600'000'000;  // 1h
+  duration window_size = 3'600'000'000;          // 1h
+  duration allowed_lateness = 3'600'000'000;     // 1h
   duration correction_interval = 86'400'000'000; // 1d
-  duration max_out_of_orderness = 60'000'000; // 1m
-  duration idle_timeout = 30'000'000;         // 30s
+  duration max_out_of_orderness = 60'000'000;    // 1m
+  duration idle_timeout = 30'000'000;            // 30s
   std::vector<meter> meters;
   std::vector<pricing::price_book> price_books;
   std::optional<std::string> default_price_book;

@@ -6,24 +6,24 @@ using pricing::format_rfc3339;
 
 const char* to_string(aggregate_kind kind) {
   switch (kind) {
-    case aggregate_kind::provisional:
-      return "provisional";
-    case aggregate_kind::final:
-      return "final";
-    case aggregate_kind::reaggregated:
-      return "reaggregated";
+  case aggregate_kind::provisional:
+    return "provisional";
+  case aggregate_kind::final:
+    return "final";
+  case aggregate_kind::reaggregated:
+    return "reaggregated";
   }
   return "unknown";
 }
 
 const char* to_string(charge_trigger trigger) {
   switch (trigger) {
-    case charge_trigger::window_final:
-      return "window_final";
-    case charge_trigger::period_close:
-      return "period_close";
-    case charge_trigger::rerate:
-      return "rerate";
+  case charge_trigger::window_final:
+    return "window_final";
+  case charge_trigger::period_close:
+    return "period_close";
+  case charge_trigger::rerate:
+    return "rerate";
   }
   return "unknown";
 }
@@ -34,7 +34,9 @@ const char* to_string(invoice_type type) {
 
 namespace {
 
-std::string exact(const decimal& d) { return d.to_fixed(decimal::scale, pricing::rounding_mode::half_even); }
+std::string exact(const decimal& d) {
+  return d.to_fixed(decimal::scale, pricing::rounding_mode::half_even);
+}
 
 ordered_json optional_string(const std::optional<std::string>& s) {
   return s ? ordered_json(*s) : ordered_json(nullptr);
@@ -83,8 +85,8 @@ ordered_json to_json(const charge_record& r) {
           {"price_book_id", c.price_book_id},
           {"version", c.version},
           {"effective_from", format_rfc3339(c.effective_from)},
-          {"effective_until",
-           c.effective_until ? ordered_json(format_rfc3339(*c.effective_until)) : ordered_json(nullptr)},
+          {"effective_until", c.effective_until ? ordered_json(format_rfc3339(*c.effective_until))
+                                                : ordered_json(nullptr)},
           {"supersedes_charge_id", optional_string(r.supersedes_charge_id)},
           {"trigger", to_string(r.trigger)},
           {"calculation",
@@ -105,7 +107,8 @@ ordered_json to_json(const unpriced_window& r) {
           {"window_end", format_rfc3339(r.window_end)},
           {"quantity", r.quantity.to_string()},
           {"reason", pricing::to_string(r.reason)},
-          {"price_book_id", r.price_book_id.empty() ? ordered_json(nullptr) : ordered_json(r.price_book_id)}};
+          {"price_book_id",
+           r.price_book_id.empty() ? ordered_json(nullptr) : ordered_json(r.price_book_id)}};
 }
 
 ordered_json to_json(const invoice_record& r) {
@@ -162,8 +165,8 @@ std::string base64(const std::string& in) {
     const unsigned v = static_cast<unsigned char>(in[i]) << 16;
     out += {table[v >> 18], table[(v >> 12) & 63], '=', '='};
   } else if (i + 2 == in.size()) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                       (static_cast<unsigned char>(in[i + 1]) << 8);
+    const unsigned v =
+        (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
     out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], '='};
   }
   return out;

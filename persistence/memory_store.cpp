@@ -68,8 +68,9 @@ const event* memory_store::find(const std::string& customer_id, const std::strin
   return nullptr;
 }
 
-std::vector<append_outcome> memory_store::append_batch(std::vector<event>&& events,
-                                                       const std::vector<std::uint64_t>& positions) {
+std::vector<append_outcome>
+memory_store::append_batch(std::vector<event>&& events,
+                           const std::vector<std::uint64_t>& positions) {
   std::vector<append_outcome> outcomes;
   outcomes.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i)

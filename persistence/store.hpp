@@ -70,7 +70,7 @@ struct ledger_entry {
   std::string invoice_id;
   std::string customer_id;
   std::string currency;
-  decimal amount; // the invoice total; a reversal is the negated total
+  decimal amount;   // the invoice total; a reversal is the negated total
   std::string kind; // invoice | reversal
 };
 

@@ -21,7 +21,9 @@ constexpr i128 unit = pow10(decimal::scale);
 // |units| must stay below 10^(26 + 12).
 constexpr i128 bound = pow10(decimal::max_integer_digits + decimal::scale);
 
-bool in_bounds(i128 units) { return units < bound && units > -bound; }
+bool in_bounds(i128 units) {
+  return units < bound && units > -bound;
+}
 
 error overflow_error(const char* what) {
   return {errc::overflow, std::string(what) + ": magnitude reaches 10^26"};
@@ -55,22 +57,24 @@ std::string digits_of(u128 v) {
   return s;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 } // namespace
 
 const char* to_string(errc code) {
   switch (code) {
-    case errc::bad_syntax:
-      return "bad_syntax";
-    case errc::bad_precision:
-      return "bad_precision";
-    case errc::overflow:
-      return "overflow";
-    case errc::out_of_range:
-      return "out_of_range";
-    case errc::invalid:
-      return "invalid";
+  case errc::bad_syntax:
+    return "bad_syntax";
+  case errc::bad_precision:
+    return "bad_precision";
+  case errc::overflow:
+    return "overflow";
+  case errc::out_of_range:
+    return "out_of_range";
+  case errc::invalid:
+    return "invalid";
   }
   return "unknown";
 }
@@ -84,8 +88,8 @@ result<rounding_mode> parse_rounding_mode(std::string_view text) {
     return rounding_mode::half_even;
   if (text == "half_up")
     return rounding_mode::half_up;
-  return error{errc::bad_syntax,
-               "unknown rounding mode \"" + std::string(text) + "\" (expected half_even or half_up)"};
+  return error{errc::bad_syntax, "unknown rounding mode \"" + std::string(text) +
+                                     "\" (expected half_even or half_up)"};
 }
 
 result<decimal> decimal::from_units(rep units) {
@@ -94,12 +98,13 @@ result<decimal> decimal::from_units(rep units) {
   return decimal(units);
 }
 
-decimal decimal::from_int(std::int64_t value) { return decimal(static_cast<i128>(value) * unit); }
+decimal decimal::from_int(std::int64_t value) {
+  return decimal(static_cast<i128>(value) * unit);
+}
 
 result<decimal> decimal::parse(std::string_view text) {
   const auto bad = [&] {
-    return error{errc::bad_syntax, "not a decimal number: \"" +
-                                       std::string(text.substr(0, 64)) +
+    return error{errc::bad_syntax, "not a decimal number: \"" + std::string(text.substr(0, 64)) +
                                        (text.size() > 64 ? "...\"" : "\"")};
   };
   size_t i = 0;
@@ -174,8 +179,8 @@ result<decimal> decimal::parse(std::string_view text) {
   }
   const std::int64_t significant = static_cast<std::int64_t>(last - first);
   if (k + scale < 0)
-    return error{errc::bad_precision, "more than 12 fractional digits: \"" +
-                                          std::string(text.substr(0, 64)) + "\""};
+    return error{errc::bad_precision,
+                 "more than 12 fractional digits: \"" + std::string(text.substr(0, 64)) + "\""};
   if (significant + k > max_integer_digits)
     return error{errc::overflow, "magnitude reaches 10^26: \"" + std::string(text.substr(0, 64)) +
                                      (text.size() > 64 ? "...\"" : "\"")};
@@ -228,7 +233,9 @@ std::string decimal::to_fixed(int digits, rounding_mode mode) const {
   return s;
 }
 
-bool decimal::is_integer() const { return units_ % unit == 0; }
+bool decimal::is_integer() const {
+  return units_ % unit == 0;
+}
 
 result<decimal> decimal::add(decimal a, decimal b) {
   i128 r = a.units_ + b.units_; // cannot wrap: both below 10^38 < 2^126
@@ -293,9 +300,17 @@ result<decimal> decimal::packages(decimal a, decimal size) {
   return decimal(count * unit);
 }
 
-decimal operator+(decimal a, decimal b) { return decimal::add(a, b).value(); }
-decimal operator-(decimal a, decimal b) { return decimal::sub(a, b).value(); }
-decimal& operator+=(decimal& a, decimal b) { return a = a + b; }
-decimal& operator-=(decimal& a, decimal b) { return a = a - b; }
+decimal operator+(decimal a, decimal b) {
+  return decimal::add(a, b).value();
+}
+decimal operator-(decimal a, decimal b) {
+  return decimal::sub(a, b).value();
+}
+decimal& operator+=(decimal& a, decimal b) {
+  return a = a + b;
+}
+decimal& operator-=(decimal& a, decimal b) {
+  return a = a - b;
+}
 
 } // namespace meterflow::pricing

@@ -25,8 +25,7 @@ int currency_minor_units(std::string_view currency) {
   static const std::set<std::string_view> zero = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY",
                                                   "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
                                                   "VND", "VUV", "XAF", "XOF", "XPF"};
-  static const std::set<std::string_view> three = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR",
-                                                   "TND"};
+  static const std::set<std::string_view> three = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"};
   static const std::set<std::string_view> four = {"CLF", "UYW"};
   if (zero.count(currency))
     return 0;

@@ -4,9 +4,13 @@ namespace meterflow::pricing {
 
 namespace {
 
-error invalid(std::string message) { return error{errc::invalid, std::move(message)}; }
+error invalid(std::string message) {
+  return error{errc::invalid, std::move(message)};
+}
 
-std::string tier_path(size_t i) { return "tiers[" + std::to_string(i) + "]"; }
+std::string tier_path(size_t i) {
+  return "tiers[" + std::to_string(i) + "]";
+}
 
 result<void> non_negative(decimal value, const std::string& path) {
   if (value.is_negative())
@@ -18,14 +22,14 @@ result<void> non_negative(decimal value, const std::string& path) {
 
 const char* to_string(model_kind kind) {
   switch (kind) {
-    case model_kind::flat:
-      return "flat";
-    case model_kind::tiered:
-      return "tiered";
-    case model_kind::volume:
-      return "volume";
-    case model_kind::package:
-      return "package";
+  case model_kind::flat:
+    return "flat";
+  case model_kind::tiered:
+    return "tiered";
+  case model_kind::volume:
+    return "volume";
+  case model_kind::package:
+    return "package";
   }
   return "unknown";
 }
@@ -47,15 +51,15 @@ result<void> validate(const price_model& model) {
   if (auto r = non_negative(model.free_units, "free_units"); !r)
     return r;
   switch (model.kind) {
-    case model_kind::flat:
-      return non_negative(model.unit_price, "unit_price");
-    case model_kind::package:
-      if (model.package_size <= decimal())
-        return invalid("package_size: must be positive");
-      return non_negative(model.package_price, "package_price");
-    case model_kind::tiered:
-    case model_kind::volume:
-      break;
+  case model_kind::flat:
+    return non_negative(model.unit_price, "unit_price");
+  case model_kind::package:
+    if (model.package_size <= decimal())
+      return invalid("package_size: must be positive");
+    return non_negative(model.package_price, "package_price");
+  case model_kind::tiered:
+  case model_kind::volume:
+    break;
   }
   if (model.tiers.empty())
     return invalid("tiers: at least one tier is required");
@@ -114,50 +118,49 @@ result<price_breakdown> price(const price_model& model, decimal quantity, roundi
   };
 
   switch (model.kind) {
-    case model_kind::flat: {
-      if (auto r = add_line(line(1, out.billable, model.unit_price, decimal())); !r)
-        return r.error_value();
-      break;
-    }
-    case model_kind::tiered: {
-      decimal lower;
-      for (size_t i = 0; i < model.tiers.size() && out.billable > lower; ++i) {
-        const tier& t = model.tiers[i];
-        const decimal upper = t.up_to && *t.up_to < out.billable ? *t.up_to : out.billable;
-        if (auto r = add_line(line(static_cast<int>(i + 1), upper - lower, t.unit_price,
-                                   t.flat_fee));
-            !r)
-          return r.error_value();
-        if (!t.up_to)
-          break;
-        lower = *t.up_to;
-      }
-      break;
-    }
-    case model_kind::volume: {
-      if (out.billable <= decimal())
-        break;
-      size_t i = 0;
-      while (i + 1 < model.tiers.size() && model.tiers[i].up_to &&
-             out.billable > *model.tiers[i].up_to)
-        ++i;
+  case model_kind::flat: {
+    if (auto r = add_line(line(1, out.billable, model.unit_price, decimal())); !r)
+      return r.error_value();
+    break;
+  }
+  case model_kind::tiered: {
+    decimal lower;
+    for (size_t i = 0; i < model.tiers.size() && out.billable > lower; ++i) {
       const tier& t = model.tiers[i];
-      if (auto r = add_line(line(static_cast<int>(i + 1), out.billable, t.unit_price, t.flat_fee));
+      const decimal upper = t.up_to && *t.up_to < out.billable ? *t.up_to : out.billable;
+      if (auto r = add_line(line(static_cast<int>(i + 1), upper - lower, t.unit_price, t.flat_fee));
           !r)
         return r.error_value();
-      break;
-    }
-    case model_kind::package: {
-      if (out.billable <= decimal())
+      if (!t.up_to)
         break;
-      auto packages = decimal::packages(out.billable, model.package_size);
-      if (!packages)
-        return packages.error_value();
-      out.packages = *packages;
-      if (auto r = add_line(line(1, *packages, model.package_price, decimal())); !r)
-        return r.error_value();
-      break;
+      lower = *t.up_to;
     }
+    break;
+  }
+  case model_kind::volume: {
+    if (out.billable <= decimal())
+      break;
+    size_t i = 0;
+    while (i + 1 < model.tiers.size() && model.tiers[i].up_to &&
+           out.billable > *model.tiers[i].up_to)
+      ++i;
+    const tier& t = model.tiers[i];
+    if (auto r = add_line(line(static_cast<int>(i + 1), out.billable, t.unit_price, t.flat_fee));
+        !r)
+      return r.error_value();
+    break;
+  }
+  case model_kind::package: {
+    if (out.billable <= decimal())
+      break;
+    auto packages = decimal::packages(out.billable, model.package_size);
+    if (!packages)
+      return packages.error_value();
+    out.packages = *packages;
+    if (auto r = add_line(line(1, *packages, model.package_price, decimal())); !r)
+      return r.error_value();
+    break;
+  }
   }
   return out;
 }

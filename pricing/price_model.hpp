@@ -24,11 +24,11 @@ struct tier {
 
 struct price_model {
   model_kind kind = model_kind::flat;
-  decimal unit_price;          // flat
-  std::vector<tier> tiers;     // tiered, volume
-  decimal package_size;        // package
-  decimal package_price;       // package
-  decimal free_units;          // all models: subtracted from q before pricing
+  decimal unit_price;      // flat
+  std::vector<tier> tiers; // tiered, volume
+  decimal package_size;    // package
+  decimal package_price;   // package
+  decimal free_units;      // all models: subtracted from q before pricing
   friend bool operator==(const price_model&, const price_model&) = default;
 };
 
@@ -44,11 +44,11 @@ struct tier_line {
 };
 
 struct price_breakdown {
-  decimal quantity;        // q as given
-  decimal billable;        // q - free_units, floored at 0 for non-flat models
-  decimal amount;          // P(q), 12 fractional digits
+  decimal quantity;             // q as given
+  decimal billable;             // q - free_units, floored at 0 for non-flat models
+  decimal amount;               // P(q), 12 fractional digits
   std::vector<tier_line> tiers; // tiered/volume: tiers used; package: one line of packages
-  decimal packages;        // package: ceil(billable / package_size)
+  decimal packages;             // package: ceil(billable / package_size)
 };
 
 // Checks a model's shape: prices and fees non-negative, tiers strictly increasing with only the

@@ -6,14 +6,14 @@ namespace meterflow::pricing {
 
 const char* to_string(unpriced_reason reason) {
   switch (reason) {
-    case unpriced_reason::none:
-      return "none";
-    case unpriced_reason::no_price_book:
-      return "no_price_book";
-    case unpriced_reason::no_version:
-      return "no_version";
-    case unpriced_reason::no_price:
-      return "no_price";
+  case unpriced_reason::none:
+    return "none";
+  case unpriced_reason::no_price_book:
+    return "no_price_book";
+  case unpriced_reason::no_version:
+    return "no_version";
+  case unpriced_reason::no_price:
+    return "no_price";
   }
   return "unknown";
 }
@@ -39,10 +39,8 @@ price_lookup lookup_price(const price_book* book, const std::string& metric,
   return out;
 }
 
-result<charge_explanation> rate_increment(const price_book& book,
-                                          const price_book_version& version,
-                                          const price_model& model, decimal before,
-                                          decimal after) {
+result<charge_explanation> rate_increment(const price_book& book, const price_book_version& version,
+                                          const price_model& model, decimal before, decimal after) {
   auto p_before = price(model, before, version.rounding);
   if (!p_before)
     return p_before.error_value();
@@ -82,9 +80,9 @@ result<charge_explanation> rate_increment(const price_book& book,
       out.tiers.push_back(l);
 
   out.formula = std::string(to_string(model.kind)) + " " + book.id + "/" + version.version +
-                ": P(" + after.to_string() + ") - P(" + before.to_string() + ") = " +
-                out.price_after.to_string() + " - " + out.price_before.to_string() + " = " +
-                out.amount.to_string();
+                ": P(" + after.to_string() + ") - P(" + before.to_string() +
+                ") = " + out.price_after.to_string() + " - " + out.price_before.to_string() +
+                " = " + out.amount.to_string();
   return out;
 }
 

@@ -23,11 +23,11 @@ struct charge_explanation {
   model_kind model = model_kind::flat;
   decimal cumulative_before;
   decimal cumulative_after;
-  decimal price_before;           // P_v(C_{k-1})
-  decimal price_after;            // P_v(C_k)
-  decimal amount;                 // price_after - price_before
-  std::vector<tier_line> tiers;   // per tier: after minus before, rows that changed
-  std::string formula;            // human-readable derivation
+  decimal price_before;         // P_v(C_{k-1})
+  decimal price_after;          // P_v(C_k)
+  decimal amount;               // price_after - price_before
+  std::vector<tier_line> tiers; // per tier: after minus before, rows that changed
+  std::string formula;          // human-readable derivation
 };
 
 // Finds the version and the metric's price that apply to a window starting at `window_start`.
@@ -41,10 +41,8 @@ price_lookup lookup_price(const price_book* book, const std::string& metric,
 
 // The incremental charge of moving the cumulative quantity from `before` to `after` under one
 // version's model for `metric`.
-result<charge_explanation> rate_increment(const price_book& book,
-                                          const price_book_version& version,
-                                          const price_model& model, decimal before,
-                                          decimal after);
+result<charge_explanation> rate_increment(const price_book& book, const price_book_version& version,
+                                          const price_model& model, decimal before, decimal after);
 
 // Rounds an amount to the currency's minor unit ("98.72").
 std::string format_money(decimal amount, const std::string& currency, rounding_mode mode);

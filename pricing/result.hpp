@@ -11,11 +11,11 @@
 namespace meterflow::pricing {
 
 enum class errc {
-  bad_syntax,     // text that is not what the function accepts
-  bad_precision,  // more fractional digits than the type holds
-  overflow,       // a magnitude at or beyond the type's bound
-  out_of_range,   // a well-formed value outside the accepted domain
-  invalid,        // a structurally invalid argument (e.g. a bad tier table)
+  bad_syntax,    // text that is not what the function accepts
+  bad_precision, // more fractional digits than the type holds
+  overflow,      // a magnitude at or beyond the type's bound
+  out_of_range,  // a well-formed value outside the accepted domain
+  invalid,       // a structurally invalid argument (e.g. a bad tier table)
 };
 
 const char* to_string(errc code);

@@ -6,7 +6,9 @@ namespace meterflow::pricing {
 
 namespace {
 
-bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool is_leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 unsigned days_in_month(int y, unsigned m) {
   static constexpr unsigned days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -28,7 +30,8 @@ int read_digits(std::string_view text, size_t pos, size_t count) {
 }
 
 error bad_time(std::string_view text, const char* why) {
-  return error{errc::bad_syntax, std::string(why) + ": \"" + std::string(text.substr(0, 64)) + "\""};
+  return error{errc::bad_syntax,
+               std::string(why) + ": \"" + std::string(text.substr(0, 64)) + "\""};
 }
 
 timestamp floor_div(timestamp a, duration b) {
@@ -56,7 +59,8 @@ civil_date civil_from_days(std::int64_t days) {
   const unsigned day_of_era = static_cast<unsigned>(days - era * 146097);
   const unsigned year_of_era =
       (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-  const unsigned day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const unsigned day_of_year =
+      day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
   const unsigned shifted_month = (5 * day_of_year + 2) / 153;
   const unsigned day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
   const unsigned month = shifted_month < 10 ? shifted_month + 3 : shifted_month - 9;
@@ -76,8 +80,7 @@ result<timestamp> parse_rfc3339(std::string_view text) {
   const int second = read_digits(text, 17, 2);
   const char sep = text[10];
   if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0 || text[4] != '-' ||
-      text[7] != '-' || text[13] != ':' || text[16] != ':' ||
-      (sep != 'T' && sep != 't'))
+      text[7] != '-' || text[13] != ':' || text[16] != ':' || (sep != 'T' && sep != 't'))
     return bad_time(text, "not an RFC 3339 date-time");
   if (month < 1 || month > 12 || day < 1 ||
       static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)))
@@ -121,8 +124,10 @@ result<timestamp> parse_rfc3339(std::string_view text) {
   }
   if (pos != text.size())
     return bad_time(text, "trailing characters after the time zone");
-  const std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+  const std::int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const std::int64_t seconds =
+      days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
   const timestamp t = seconds * microseconds_per_second + micros;
   if (t < min_timestamp || t > max_timestamp)
     return error{errc::out_of_range,
@@ -174,8 +179,9 @@ result<duration> parse_duration(std::string_view text) {
   }
   std::string_view unit = text.substr(i);
   if (i == 0 || unit.empty())
-    return error{errc::bad_syntax, "not a duration (expected e.g. \"90s\", \"5m\", \"1h\", \"1d\"): \"" +
-                                       std::string(text) + "\""};
+    return error{errc::bad_syntax,
+                 "not a duration (expected e.g. \"90s\", \"5m\", \"1h\", \"1d\"): \"" +
+                     std::string(text) + "\""};
   duration per;
   if (unit == "us")
     per = 1;
@@ -215,9 +221,13 @@ std::string format_duration(duration d) {
   return std::to_string(d) + "us";
 }
 
-timestamp window_start(timestamp t, duration size) { return floor_div(t, size) * size; }
+timestamp window_start(timestamp t, duration size) {
+  return floor_div(t, size) * size;
+}
 
-bool is_window_aligned(timestamp t, duration size) { return t % size == 0; }
+bool is_window_aligned(timestamp t, duration size) {
+  return t % size == 0;
+}
 
 period period_of(timestamp t) {
   const civil_date date = civil_from_days(floor_div(t, microseconds_per_day));
@@ -231,7 +241,9 @@ period period_of(timestamp t) {
   return p;
 }
 
-period next_period(const period& p) { return period_of(p.end); }
+period next_period(const period& p) {
+  return period_of(p.end);
+}
 
 std::string period_id(const period& p) {
   char buf[16];

@@ -11,8 +11,8 @@
 
 namespace meterflow::pricing {
 
-using timestamp = std::int64_t;   // UTC microseconds since 1970-01-01T00:00:00Z
-using duration = std::int64_t;    // microseconds
+using timestamp = std::int64_t; // UTC microseconds since 1970-01-01T00:00:00Z
+using duration = std::int64_t;  // microseconds
 
 inline constexpr duration microseconds_per_second = 1'000'000;
 inline constexpr duration microseconds_per_day = 86'400 * microseconds_per_second;

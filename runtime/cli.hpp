@@ -15,9 +15,9 @@ namespace meterflow::runtime {
 // Process exit statuses (documented in docs/cli.md).
 enum exit_status : int {
   exit_ok = 0,
-  exit_check_failed = 1,  // reconciliation failed, or a quote found no price
-  exit_usage = 2,         // bad arguments or configuration
-  exit_overflow = 3,      // a total reached 10^26
+  exit_check_failed = 1, // reconciliation failed, or a quote found no price
+  exit_usage = 2,        // bad arguments or configuration
+  exit_overflow = 3,     // a total reached 10^26
 };
 
 class usage_error : public std::runtime_error {

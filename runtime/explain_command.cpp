@@ -34,7 +34,8 @@ using json = nlohmann::ordered_json;
 std::vector<json> read_ndjson(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in)
-    throw usage_error("--out: cannot read " + path.string() + " (is this a `meterflow run` output?)");
+    throw usage_error("--out: cannot read " + path.string() +
+                      " (is this a `meterflow run` output?)");
   std::vector<json> out;
   std::string line;
   while (std::getline(in, line))
@@ -43,7 +44,9 @@ std::vector<json> read_ndjson(const std::filesystem::path& path) {
   return out;
 }
 
-std::string s(const json& j) { return j.is_null() ? "-" : j.get<std::string>(); }
+std::string s(const json& j) {
+  return j.is_null() ? "-" : j.get<std::string>();
+}
 
 void print_charge(const json& c, const std::map<std::string, const json*>& superseded_by,
                   const std::map<std::string, const json*>& by_id,
@@ -51,7 +54,8 @@ void print_charge(const json& c, const std::map<std::string, const json*>& super
   const std::string id = s(c["charge_id"]);
   auto next = superseded_by.find(id);
   std::cout << indent << "charge " << id << "  ("
-            << (next == superseded_by.end() ? "current" : "superseded by " + s(next->second->at("charge_id")))
+            << (next == superseded_by.end() ? "current"
+                                            : "superseded by " + s(next->second->at("charge_id")))
             << ")\n";
   std::cout << indent << "  customer " << s(c["customer_id"]) << ", metric " << s(c["metric"])
             << ", window " << s(c["window_start"]) << " .. " << s(c["window_end"]) << "\n";
@@ -123,7 +127,8 @@ int explain_command(const std::vector<std::string>& args) {
               << s(inv["status"]) << ")\n";
     if (!inv["corrects_invoice_id"].is_null())
       std::cout << "  corrects " << s(inv["corrects_invoice_id"])
-                << ": the amounts below are changes to what that invoice and earlier corrections billed\n";
+                << ": the amounts below are changes to what that invoice and earlier corrections "
+                   "billed\n";
     std::cout << "  customer " << s(inv["customer_id"]) << ", period " << s(inv["period"]["start"])
               << " .. " << s(inv["period"]["end"]) << ", currency " << s(inv["currency"]) << "\n";
     for (const auto& line : inv["line_items"]) {
@@ -161,7 +166,8 @@ int explain_command(const std::vector<std::string>& args) {
               << " charges; give more digits\n";
     return exit_usage;
   }
-  std::cerr << "meterflow explain: no charge or invoice \"" << id << "\" in " << dir.string() << "\n";
+  std::cerr << "meterflow explain: no charge or invoice \"" << id << "\" in " << dir.string()
+            << "\n";
   return exit_check_failed;
 }
 

@@ -1,3 +1,5 @@
 #include "runtime/cli.hpp"
 
-int main(int argc, char** argv) { return meterflow::runtime::main_entry(argc, argv); }
+int main(int argc, char** argv) {
+  return meterflow::runtime::main_entry(argc, argv);
+}

@@ -10,7 +10,8 @@
 
 namespace meterflow::runtime {
 
-const char* const quote_usage = R"(Usage: meterflow quote --config CONFIG --customer C --metric M --quantity Q --at TIME
+const char* const quote_usage =
+    R"(Usage: meterflow quote --config CONFIG --customer C --metric M --quantity Q --at TIME
                        [--format json|text]
 
 Prints, as JSON, the period price P(Q) of quantity Q of metric M for customer C under the
@@ -76,15 +77,15 @@ int quote_command(const std::vector<std::string>& args) {
                                   {"price_book_id", book ? nlohmann::json(book->id) : nullptr},
                                   {"unpriced", pricing::to_string(found.reason)}};
     std::cout << out.dump(2) << "\n";
-    std::cerr << "meterflow quote: no price applies (" << pricing::to_string(found.reason)
-              << ")\n";
+    std::cerr << "meterflow quote: no price applies (" << pricing::to_string(found.reason) << ")\n";
     return exit_check_failed;
   }
   const auto& version = *found.version;
-  const pricing::price_breakdown p = pricing::price(*found.model, *quantity, version.rounding).value();
-  const std::string formula = std::string(pricing::to_string(found.model->kind)) + " " +
-                              book->id + "/" + version.version + ": P(" +
-                              quantity->to_string() + ") = " + p.amount.to_string();
+  const pricing::price_breakdown p =
+      pricing::price(*found.model, *quantity, version.rounding).value();
+  const std::string formula = std::string(pricing::to_string(found.model->kind)) + " " + book->id +
+                              "/" + version.version + ": P(" + quantity->to_string() +
+                              ") = " + p.amount.to_string();
 
   nlohmann::ordered_json out = {
       {"customer_id", customer},

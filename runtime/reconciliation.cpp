@@ -34,7 +34,9 @@ private:
   nlohmann::ordered_json checks_ = nlohmann::ordered_json::array();
 };
 
-std::string num(std::uint64_t n) { return std::to_string(n); }
+std::string num(std::uint64_t n) {
+  return std::to_string(n);
+}
 
 // Half of the currency's minor unit: the most a line may differ from its exact charges by
 // rounding alone (0.005 for USD; 0.5 for JPY).

@@ -5,10 +5,10 @@
 // the partitions emit to the sink.
 
 #include "actors/partition_actor.hpp"
+#include "config/config.hpp"
 #include "persistence/memory_store.hpp"
 #include "persistence/pg_schema.hpp"
 #include "persistence/pg_store.hpp"
-#include "config/config.hpp"
 #include "runtime/cli.hpp"
 #include "runtime/commands.hpp"
 #include "runtime/event_parser.hpp"
@@ -28,7 +28,8 @@
 
 namespace meterflow::runtime {
 
-const char* const run_usage = R"(Usage: meterflow run --config CONFIG --events EVENTS.ndjson --out DIR [options]
+const char* const run_usage =
+    R"(Usage: meterflow run --config CONFIG --events EVENTS.ndjson --out DIR [options]
 
 Runs the whole pipeline on a batch of events (SEMANTICS §10): validation, deduplication,
 hourly event-time windows with watermarks and allowed lateness, incremental rating,
@@ -125,7 +126,8 @@ public:
     std::cerr << "\r  " << events << " events  "
               << static_cast<std::uint64_t>(secs > 0 ? static_cast<double>(events) / secs : 0)
               << " events/s  watermark "
-              << (watermark == watermark_min ? std::string("-") : pricing::format_rfc3339(watermark))
+              << (watermark == watermark_min ? std::string("-")
+                                             : pricing::format_rfc3339(watermark))
               << "  windows open " << open_windows << "    " << std::flush;
   }
   void done() {
@@ -144,7 +146,8 @@ public:
   // With `store_url`, events and records go to PostgreSQL as well (the store must hold no
   // events yet: a batch run starts from an empty system of record).
   driver(caf::actor_system& sys, const config::configuration& cfg, std::uint32_t partitions,
-         fault_hooks faults, const std::string& out_dir, const std::optional<std::string>& store_url)
+         fault_hooks faults, const std::string& out_dir,
+         const std::optional<std::string>& store_url)
       : sys_(sys), self_(sys), cfg_(cfg), faults_(faults), sink_(out_dir, false) {
     for (std::uint32_t p = 0; p < partitions; ++p) {
       slots_.emplace_back();
@@ -224,24 +227,24 @@ public:
       const auto [p, k] = where[i];
       const auto [seq, time] = meta[p][k];
       switch (outcomes[p][k]) {
-        case persistence::append_outcome::accepted: {
-          const timestamp candidate = time - cfg_.max_out_of_orderness;
-          if (candidate > watermark_) {
-            watermark_ = candidate;
-            steps_.steps.push_back({seq, watermark_});
-          }
-          break;
+      case persistence::append_outcome::accepted: {
+        const timestamp candidate = time - cfg_.max_out_of_orderness;
+        if (candidate > watermark_) {
+          watermark_ = candidate;
+          steps_.steps.push_back({seq, watermark_});
         }
-        case persistence::append_outcome::duplicate:
-          ++duplicates_;
-          break;
-        case persistence::append_outcome::conflict:
-          ++conflicts_;
-          sink_.add_rejected({seq, "event_id_conflict",
-                              "an event with this customer_id and event_id and a different "
-                              "payload was accepted earlier; the first one stands",
-                              std::move(raws[i])});
-          break;
+        break;
+      }
+      case persistence::append_outcome::duplicate:
+        ++duplicates_;
+        break;
+      case persistence::append_outcome::conflict:
+        ++conflicts_;
+        sink_.add_rejected({seq, "event_id_conflict",
+                            "an event with this customer_id and event_id and a different "
+                            "payload was accepted earlier; the first one stands",
+                            std::move(raws[i])});
+        break;
       }
     }
     for (std::uint32_t p = 0; p < n; ++p)
@@ -354,8 +357,8 @@ private:
   timestamp watermark_ = watermark_min;
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
-  watermark_steps steps_;          // the batch being applied
-  std::uint64_t batch_upto_ = 0;   // its last input position
+  watermark_steps steps_;        // the batch being applied
+  std::uint64_t batch_upto_ = 0; // its last input position
   bool applying_ = false;
   std::uint64_t duplicates_ = 0, conflicts_ = 0;
   std::string fatal_;
@@ -364,10 +367,10 @@ private:
 void print_summary(const run_sink& sink, const reconciliation_report& report,
                    const std::string& out_dir) {
   const auto& counts = report.json["counts"];
-  std::cout << "meterflow run: " << counts["received"] << " events received, "
-            << counts["accepted"] << " accepted, " << counts["duplicates"] << " duplicates, "
-            << counts["conflicts"] << " conflicts, " << counts["rejected"] << " rejected, "
-            << counts["very_late"] << " very late (" << counts["rerates"] << " re-rates)\n";
+  std::cout << "meterflow run: " << counts["received"] << " events received, " << counts["accepted"]
+            << " accepted, " << counts["duplicates"] << " duplicates, " << counts["conflicts"]
+            << " conflicts, " << counts["rejected"] << " rejected, " << counts["very_late"]
+            << " very late (" << counts["rerates"] << " re-rates)\n";
   std::cout << "invoices:\n";
   for (const auto& k : sink.invoices()) {
     const auto& inv = k.record;
@@ -490,8 +493,8 @@ int run_command(const std::vector<std::string>& args) {
       sink.drop_last_charge();
     sink.seal();
     report = reconcile(sink, cfg);
-    std::ofstream(std::filesystem::path(out_dir) / "reconciliation.json") << report.json.dump(2)
-                                                                          << '\n';
+    std::ofstream(std::filesystem::path(out_dir) / "reconciliation.json")
+        << report.json.dump(2) << '\n';
     print_summary(sink, report, out_dir);
   }
   return report.ok ? exit_ok : exit_check_failed;

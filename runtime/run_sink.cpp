@@ -89,7 +89,7 @@ void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) 
   if (c.supersedes_charge_id && totals_.current_charges.erase(*c.supersedes_charge_id) == 0)
     totals_.broken_links += " " + c.charge_id;
   totals_.current_charges[c.charge_id] = {
-      c.customer_id, c.metric, pricing::period_id(pricing::period_of(c.window_start)),
+      c.customer_id,          c.metric,   pricing::period_id(pricing::period_of(c.window_start)),
       c.calculation.currency, c.quantity, c.amount()};
   if (dir_) {
     persistence::append_line(buffer_, c);

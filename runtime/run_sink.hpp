@@ -51,12 +51,12 @@ struct chain_totals {
     pricing::decimal quantity, amount;
   };
   std::unordered_map<window_key, aggregate_summary, window_key_hash>
-      current_aggregates;                                               // last final revision
-  std::unordered_map<std::string, charge_summary> current_charges;      // by charge id
+      current_aggregates;                                          // last final revision
+  std::unordered_map<std::string, charge_summary> current_charges; // by charge id
   std::unordered_set<std::string> seen_charge_ids;
   std::uint64_t charges = 0, aggregate_revisions = 0, duplicate_charge_ids = 0;
-  std::string broken_links; // charges superseding one that is not current
-  std::map<window_key, pricing::decimal> unpriced;            // latest listing per window
+  std::string broken_links;                        // charges superseding one that is not current
+  std::map<window_key, pricing::decimal> unpriced; // latest listing per window
   std::vector<persistence::unpriced_window> unpriced_listings;
 };
 

@@ -6,9 +6,9 @@
 // own sink and reconciliation.
 
 #include "actors/partition_state.hpp"
+#include "persistence/memory_store.hpp"
 #include "runtime/event_parser.hpp"
 #include "runtime/reconciliation.hpp"
-#include "persistence/memory_store.hpp"
 #include "runtime/run_sink.hpp"
 #include "support/billing_scenario.hpp"
 

@@ -7,7 +7,9 @@ using meterflow::pricing::decimal;
 
 namespace {
 
-decimal d(const char* text) { return decimal::parse(text).value(); }
+decimal d(const char* text) {
+  return decimal::parse(text).value();
+}
 
 p::charge_record sample_charge(bool superseding) {
   p::charge_record c;

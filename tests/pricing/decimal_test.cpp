@@ -9,7 +9,9 @@ using meterflow::pricing::rounding_mode;
 
 namespace {
 
-decimal d(const char* text) { return decimal::parse(text).value(); }
+decimal d(const char* text) {
+  return decimal::parse(text).value();
+}
 
 } // namespace
 
@@ -47,17 +49,27 @@ TEST_CASE("decimal rejects bad syntax, precision and magnitude", "[pricing][deci
     errc code;
   };
   const row rows[] = {
-      {"", errc::bad_syntax},          {"abc", errc::bad_syntax},
-      {"+1", errc::bad_syntax},        {".5", errc::bad_syntax},
-      {"1,5", errc::bad_syntax},       {"01", errc::bad_syntax},
-      {"1.", errc::bad_syntax},        {"1e", errc::bad_syntax},
-      {"NaN", errc::bad_syntax},       {"Infinity", errc::bad_syntax},
-      {" 1", errc::bad_syntax},        {"1 ", errc::bad_syntax},
-      {"0x10", errc::bad_syntax},      {"--1", errc::bad_syntax},
+      {"", errc::bad_syntax},
+      {"abc", errc::bad_syntax},
+      {"+1", errc::bad_syntax},
+      {".5", errc::bad_syntax},
+      {"1,5", errc::bad_syntax},
+      {"01", errc::bad_syntax},
+      {"1.", errc::bad_syntax},
+      {"1e", errc::bad_syntax},
+      {"NaN", errc::bad_syntax},
+      {"Infinity", errc::bad_syntax},
+      {" 1", errc::bad_syntax},
+      {"1 ", errc::bad_syntax},
+      {"0x10", errc::bad_syntax},
+      {"--1", errc::bad_syntax},
       {"0.0000000000001", errc::bad_precision},
-      {"1e-13", errc::bad_precision},  {"1e-999999999999", errc::bad_precision},
-      {"1e26", errc::overflow},        {"100000000000000000000000000", errc::overflow},
-      {"-1e26", errc::overflow},       {"1e999999999999", errc::overflow},
+      {"1e-13", errc::bad_precision},
+      {"1e-999999999999", errc::bad_precision},
+      {"1e26", errc::overflow},
+      {"100000000000000000000000000", errc::overflow},
+      {"-1e26", errc::overflow},
+      {"1e999999999999", errc::overflow},
   };
   for (const auto& r : rows) {
     INFO(r.text);
@@ -116,12 +128,18 @@ TEST_CASE("decimal rounding at the half, both modes", "[pricing][decimal]") {
     const char* half_up;
   };
   const row rows[] = {
-      {"0.125", 2, "0.12", "0.13"},   {"0.135", 2, "0.14", "0.14"},
-      {"-0.125", 2, "-0.12", "-0.13"}, {"-0.135", 2, "-0.14", "-0.14"},
-      {"2.5", 0, "2", "3"},           {"3.5", 0, "4", "4"},
-      {"-2.5", 0, "-2", "-3"},        {"0.1250000001", 2, "0.13", "0.13"},
-      {"0.1249999999", 2, "0.12", "0.12"}, {"-0.004", 2, "0.00", "0.00"},
-      {"-0.005", 2, "0.00", "-0.01"}, {"118.72", 2, "118.72", "118.72"},
+      {"0.125", 2, "0.12", "0.13"},
+      {"0.135", 2, "0.14", "0.14"},
+      {"-0.125", 2, "-0.12", "-0.13"},
+      {"-0.135", 2, "-0.14", "-0.14"},
+      {"2.5", 0, "2", "3"},
+      {"3.5", 0, "4", "4"},
+      {"-2.5", 0, "-2", "-3"},
+      {"0.1250000001", 2, "0.13", "0.13"},
+      {"0.1249999999", 2, "0.12", "0.12"},
+      {"-0.004", 2, "0.00", "0.00"},
+      {"-0.005", 2, "0.00", "-0.01"},
+      {"118.72", 2, "118.72", "118.72"},
       {"1.0005", 3, "1.000", "1.001"},
   };
   for (const auto& r : rows) {
@@ -174,6 +192,7 @@ TEST_CASE("decimal package counts round up", "[pricing][decimal]") {
   CHECK(decimal::packages(d("0.5"), d("100"))->to_string() == "1");
   CHECK(decimal::packages(d("0"), d("100"))->is_zero());
   CHECK_FALSE(decimal::packages(d("1"), d("0")));
-  CHECK(decimal::packages(d("99999999999999999999999999"), d("0.000000000001")).error_value().code ==
-        errc::overflow);
+  CHECK(
+      decimal::packages(d("99999999999999999999999999"), d("0.000000000001")).error_value().code ==
+      errc::overflow);
 }

@@ -6,7 +6,9 @@ namespace p = meterflow::pricing;
 
 namespace {
 
-p::timestamp t(const char* text) { return p::parse_rfc3339(text).value(); }
+p::timestamp t(const char* text) {
+  return p::parse_rfc3339(text).value();
+}
 constexpr p::duration hour = 3600 * p::microseconds_per_second;
 
 p::price_book_version version(const char* name, const char* from, const char* until,

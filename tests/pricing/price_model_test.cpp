@@ -7,7 +7,9 @@ using p::decimal;
 
 namespace {
 
-decimal d(const char* text) { return decimal::parse(text).value(); }
+decimal d(const char* text) {
+  return decimal::parse(text).value();
+}
 
 p::price_model flat(const char* unit_price) {
   p::price_model m;
@@ -21,8 +23,8 @@ p::price_model tiers(p::model_kind kind,
   p::price_model m;
   m.kind = kind;
   for (auto& [up_to, price, fee] : rows)
-    m.tiers.push_back(p::tier{up_to ? std::optional<decimal>(d(up_to)) : std::nullopt, d(price),
-                              d(fee)});
+    m.tiers.push_back(
+        p::tier{up_to ? std::optional<decimal>(d(up_to)) : std::nullopt, d(price), d(fee)});
   return m;
 }
 
@@ -66,14 +68,14 @@ TEST_CASE("Stripe's documented volume and graduated tiers", "[pricing][price_mod
     const char* q;
     const char* expected;
   };
-  const row volume[] = {{"1", "7.00"}, {"5", "35.00"}, {"6", "39.00"}, {"20", "120.00"},
-                        {"25", "150.00"}};
+  const row volume[] = {
+      {"1", "7.00"}, {"5", "35.00"}, {"6", "39.00"}, {"20", "120.00"}, {"25", "150.00"}};
   for (const auto& r : volume) {
     INFO("volume " << r.q);
     CHECK(amount(stripe(p::model_kind::volume), r.q) == r.expected);
   }
-  const row graduated[] = {{"6", "41.50"}, {"20", "127.50"}, {"25", "157.50"}, {"5", "35.00"},
-                           {"10", "67.50"}};
+  const row graduated[] = {
+      {"6", "41.50"}, {"20", "127.50"}, {"25", "157.50"}, {"5", "35.00"}, {"10", "67.50"}};
   for (const auto& r : graduated) {
     INFO("graduated " << r.q);
     CHECK(amount(stripe(p::model_kind::tiered), r.q) == r.expected);
@@ -132,8 +134,8 @@ TEST_CASE("model validation names the field", "[pricing][price_model]") {
   auto message = [](const p::price_model& m) { return p::validate(m).error_value().message; };
   CHECK(p::validate(seed(p::model_kind::tiered)));
   CHECK(message(flat("-0.01")) == "unit_price: must not be negative");
-  CHECK(message(tiers(p::model_kind::tiered, {{"100", "1", "0"}, {"50", "1", "0"},
-                                               {nullptr, "1", "0"}})) ==
+  CHECK(message(tiers(p::model_kind::tiered,
+                      {{"100", "1", "0"}, {"50", "1", "0"}, {nullptr, "1", "0"}})) ==
         "tiers[1].up_to: must be greater than tiers[0].up_to (100)");
   CHECK(message(tiers(p::model_kind::volume, {{nullptr, "1", "0"}, {nullptr, "1", "0"}})) ==
         "tiers[0].up_to: only the last tier may be open-ended (null)");

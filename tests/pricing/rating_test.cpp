@@ -9,8 +9,12 @@ using p::decimal;
 
 namespace {
 
-decimal d(const char* text) { return decimal::parse(text).value(); }
-p::timestamp t(const char* text) { return p::parse_rfc3339(text).value(); }
+decimal d(const char* text) {
+  return decimal::parse(text).value();
+}
+p::timestamp t(const char* text) {
+  return p::parse_rfc3339(text).value();
+}
 
 decimal random_decimal(std::mt19937_64& rng, int max_int, int frac_digits) {
   decimal::rep units = static_cast<decimal::rep>(rng() % static_cast<std::uint64_t>(max_int));

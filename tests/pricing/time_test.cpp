@@ -7,7 +7,9 @@ namespace p = meterflow::pricing;
 
 namespace {
 
-p::timestamp t(const char* text) { return p::parse_rfc3339(text).value(); }
+p::timestamp t(const char* text) {
+  return p::parse_rfc3339(text).value();
+}
 constexpr p::duration hour = 3600 * p::microseconds_per_second;
 
 } // namespace
@@ -53,7 +55,8 @@ TEST_CASE("RFC 3339 formatting is canonical UTC and round-trips", "[pricing][tim
   CHECK(p::format_rfc3339(t("2024-01-31T23:59:50+00:00")) == "2024-01-31T23:59:50Z");
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
-    const p::timestamp x = static_cast<p::timestamp>(rng() % static_cast<std::uint64_t>(p::max_timestamp));
+    const p::timestamp x =
+        static_cast<p::timestamp>(rng() % static_cast<std::uint64_t>(p::max_timestamp));
     CHECK(p::parse_rfc3339(p::format_rfc3339(x)).value() == x);
   }
 }

@@ -84,8 +84,9 @@ TEST_CASE("quote: Stripe's documented tiers from the command line", "[cli][quote
 
 TEST_CASE("quote: errors and exit statuses", "[cli][quote]") {
   const std::string base = "quote --config " + shell_quote(example_config) + " --customer c_flat ";
-  CHECK(run_meterflow(base + "--metric api_calls --quantity 1 --at 2023-06-01T00:00:00Z 2>/dev/null")
-            .status == 1); // no version applies
+  CHECK(
+      run_meterflow(base + "--metric api_calls --quantity 1 --at 2023-06-01T00:00:00Z 2>/dev/null")
+          .status == 1); // no version applies
   CHECK(run_meterflow(base + "--metric nope --quantity 1 --at 2024-01-02T00:00:00Z 2>/dev/null")
             .status == 2);
   CHECK(run_meterflow(base + "--metric api_calls --quantity 1.0000000000001 "
@@ -93,8 +94,8 @@ TEST_CASE("quote: errors and exit statuses", "[cli][quote]") {
             .status == 2);
   CHECK(run_meterflow(base + "--metric api_calls --quantity 1 --at yesterday 2>/dev/null").status ==
         2);
-  CHECK(run_meterflow(base + "--metric api_calls 2>&1").out.find("missing required option --quantity") !=
-        std::string::npos);
+  CHECK(run_meterflow(base + "--metric api_calls 2>&1")
+            .out.find("missing required option --quantity") != std::string::npos);
   CHECK(run_meterflow("quote --config /nonexistent.json --customer c --metric m --quantity 1 "
                       "--at 2024-01-01T00:00:00Z 2>/dev/null")
             .status == 2);

@@ -50,8 +50,8 @@ TEST_CASE("run --store: same files as the memory store, the record in PostgreSQL
     return;
   }
   meterflow::test::pg_test_schema schema(*server, false); // run applies the migrations itself
-  const fs::path dir = fs::temp_directory_path() /
-                       ("meterflow_run_store_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("meterflow_run_store_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   const std::string common = "run --quiet --config " + shell_quote(examples + "/config.json") +
                              " --events " + shell_quote(examples + "/events.ndjson") +
