@@ -476,6 +476,11 @@ int run_command(const std::vector<std::string>& args) {
       if (d.fatal().empty())
         d.process(std::move(batch), std::move(raws), true);
       d.finish();
+    } catch (const pricing::bad_result_access& e) {
+      // A total reached 10^26 while the records were being summed.
+      progress.done();
+      std::cerr << "meterflow run: " << e.what() << "; stopping (exit status 3)\n";
+      return exit_overflow;
     } catch (const std::runtime_error& e) {
       progress.done();
       std::cerr << "meterflow run: " << e.what() << "\n";
@@ -484,7 +489,8 @@ int run_command(const std::vector<std::string>& args) {
     progress.done();
     if (!d.fatal().empty()) {
       std::cerr << "meterflow run: " << d.fatal()
-                << "; stopping without writing invoices (exit status 3)\n";
+                << "; stopping: the output directory holds the records written so far and no "
+                   "reconciliation.json (exit status 3)\n";
       return exit_overflow;
     }
     run_sink& sink = d.sink();

@@ -486,3 +486,26 @@ TEST_CASE("run: window states at the watermark boundaries (SEMANTICS §4)", "[cl
     CHECK(read_json(dir / "out" / "invoices" / "inv_c1_2024-01.json")["total"] == "0.10");
   }
 }
+
+TEST_CASE("run: an amount reaching 10^26 stops the run with exit status 3", "[cli][run]") {
+  temp_dir dir;
+  const fs::path cfg = dir / "config.json";
+  std::ofstream(cfg) << R"({"meters":[{"metric":"gb","event_type":"storage","aggregation":"sum"}],
+    "price_books":[{"id":"pb","currency":"USD","versions":[{"version":"v1",
+      "effective_from":"2024-01-01T00:00:00Z",
+      "prices":{"gb":{"model":"flat","unit_price":"10000000000000"}}}]}],
+    "default_price_book":"pb"})";
+  const fs::path events = dir / "events.ndjson";
+  // Each window alone is below 10^26 (9,999,999,999,999 x 10^13); their cumulative is not.
+  std::ofstream(events)
+      << R"({"event_id":"a","event_time":"2024-01-02T00:00:00Z","customer_id":"c","event_type":"storage","value":"9999999999999"})"
+      << "\n"
+      << R"({"event_id":"b","event_time":"2024-01-02T05:00:00Z","customer_id":"c","event_type":"storage","value":"9999999999999"})"
+      << "\n";
+  const auto r = run_meterflow("run --quiet --config " + shell_quote(cfg.string()) + " --events " +
+                               shell_quote(events.string()) + " --out " +
+                               shell_quote((dir / "out").string()) + " 2>&1");
+  CHECK(r.status == 3);
+  CHECK_THAT(r.out, Catch::Contains("magnitude reaches 10^26"));
+  CHECK_FALSE(fs::exists(dir / "out" / "reconciliation.json"));
+}
