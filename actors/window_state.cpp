@@ -76,7 +76,7 @@ std::optional<meter_reading> read_meter(const config::meter& m, const persistenc
 
 void window_aggregate::add(const persistence::event& e, const meter_reading& reading) {
   ++event_count_;
-  sources_.push_back({e.event_time, e.event_id});
+  sources_.push_back({e.event_time, &e.event_id});
   switch (kind_) {
   case config::aggregation::count:
   case config::aggregation::sum:
@@ -87,7 +87,7 @@ void window_aggregate::add(const persistence::event& e, const meter_reading& rea
       max_ = reading.value;
     break;
   case config::aggregation::latest: {
-    source s{e.event_time, e.event_id};
+    source s{e.event_time, &e.event_id};
     if (!latest_ || latest_->first < s)
       latest_ = {s, reading.value};
     break;
@@ -118,8 +118,8 @@ std::vector<std::string> window_aggregate::sorted_event_ids() const {
   std::sort(sorted.begin(), sorted.end());
   std::vector<std::string> ids;
   ids.reserve(sorted.size());
-  for (auto& s : sorted)
-    ids.push_back(std::move(s.event_id));
+  for (const auto& s : sorted)
+    ids.push_back(*s.event_id);
   return ids;
 }
 

@@ -33,6 +33,8 @@ class window_aggregate {
 public:
   explicit window_aggregate(config::aggregation kind) : kind_(kind) {}
 
+  // `e` must outlive the aggregate: events live in the append-only store, and the aggregate
+  // keeps a pointer to the event id instead of a copy.
   void add(const persistence::event& e, const meter_reading& reading);
   // The window quantity: count, sum, max, distinct count or latest value.
   decimal quantity() const;
@@ -50,8 +52,10 @@ public:
 private:
   struct source {
     timestamp event_time;
-    std::string event_id;
-    friend auto operator<=>(const source&, const source&) = default;
+    const std::string* event_id;
+    friend bool operator<(const source& a, const source& b) {
+      return a.event_time != b.event_time ? a.event_time < b.event_time : *a.event_id < *b.event_id;
+    }
   };
   config::aggregation kind_;
   std::uint64_t event_count_ = 0;
