@@ -473,11 +473,6 @@ invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   return inv;
 }
 
-// The lifecycle draft -> issued -> paid | void.
-bool allowed_transition(const std::string& from, const std::string& to) {
-  return (from == "draft" && to == "issued") ||
-         (from == "issued" && (to == "paid" || to == "void"));
-}
 
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
@@ -623,9 +618,7 @@ public:
                                            "invoice_id = $1 ORDER BY seq DESC LIMIT 1",
                                            e.invoice_id)[0]
                                .as<std::string>();
-      if (!allowed_transition(current, e.status))
-        throw std::invalid_argument("invoice status: " + e.invoice_id + " cannot go from " +
-                                    current + " to " + e.status);
+      check_status_change(current, e);
       record_status(tx, e, inv[0][0].as<std::string>(), inv[0][1].as<std::string>(),
                     decimal_of(inv[0][2]));
       tx.commit();

@@ -130,4 +130,8 @@ public:
 
 std::unique_ptr<record_store> make_memory_record_store();
 
+// The invoice lifecycle, shared by every store: draft -> issued -> paid | void, each change
+// with an actor, and a reason when voiding. Throws std::invalid_argument naming the problem.
+void check_status_change(const std::string& current, const status_event& change);
+
 } // namespace meterflow::persistence

@@ -17,6 +17,7 @@ Usage: meterflow <command> [options]
 Commands:
   run       events to invoices: the whole pipeline on a batch of events
   explain   how a charge or an invoice of a run came about
+  invoice   show an invoice of the store, or change its status (paid, void)
   quote     price a quantity under the price book version in force at a time
   migrate   create or upgrade the PostgreSQL schema (--store URL)
   help      show this text, or `meterflow help <command>` for a command's options
@@ -36,6 +37,7 @@ const command commands[] = {
     {"quote", quote_command, &quote_usage},
     {"run", run_command, &run_usage},
     {"explain", explain_command, &explain_usage},
+    {"invoice", invoice_command, &invoice_usage},
     {"migrate", migrate_command, &migrate_usage},
 };
 

@@ -13,6 +13,8 @@ extern const char* const quote_usage;
 int run_command(const std::vector<std::string>& args);
 extern const char* const run_usage;
 int explain_command(const std::vector<std::string>& args);
+int invoice_command(const std::vector<std::string>& args);
+extern const char* const invoice_usage;
 extern const char* const explain_usage;
 int migrate_command(const std::vector<std::string>& args);
 extern const char* const migrate_usage;

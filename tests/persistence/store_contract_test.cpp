@@ -504,6 +504,12 @@ TEST_CASE("records: invoice status events and the current status", "[persistence
     CHECK(r.current_status("inv_c1_2024-01") == "paid");
 
     r.append_status({"inv_c2_2024-01", "issued", "billing", "period final"});
+    // Voiding needs a reason, and every change an actor; refusals store nothing.
+    CHECK_THROWS_WITH(r.append_status({"inv_c2_2024-01", "void", "finance", ""}),
+                      "invoice status: voiding inv_c2_2024-01 needs a reason");
+    CHECK_THROWS_WITH(r.append_status({"inv_c2_2024-01", "paid", "", "wire"}),
+                      "invoice status: a status change needs an actor");
+    CHECK(r.current_status("inv_c2_2024-01") == "issued");
     r.append_status({"inv_c2_2024-01", "void", "finance", "duplicate account"});
     CHECK(b.open_records().current_status("inv_c2_2024-01") == "void");
 
