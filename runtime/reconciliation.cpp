@@ -156,6 +156,7 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
                    {"duplicates", part.duplicates},
                    {"conflicts", part.conflicts},
                    {"rejected", src.rejected},
+                   {"metered", part.metered},
                    {"unmetered", part.unmetered},
                    {"late", part.late},
                    {"very_late", part.very_late},
