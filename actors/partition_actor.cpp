@@ -12,7 +12,7 @@ partition(partition_actor::stateful_pointer<partition_actor_state> self, std::ui
   self->state.state = std::make_unique<partition_state>(*cfg, *store);
   self->state.crash_at_batch = crash_at_batch;
   if (restore.history)
-    self->state.state->restore(*restore.history, restore.applied_upto);
+    self->state.state->restore(*restore.history, restore.applied_upto, restore.queue_later_events);
   return {[=](admit_atom, event_batch& batch) -> admit_result {
             return {self->state.partition, self->state.state->admit(std::move(batch.events))};
           },

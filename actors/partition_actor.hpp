@@ -15,6 +15,7 @@ namespace meterflow::actors {
 struct restore_point {
   const std::vector<watermark_step>* history = nullptr;
   std::uint64_t applied_upto = 0;
+  bool queue_later_events = true; // see partition_state::restore
 };
 
 struct partition_actor_state {

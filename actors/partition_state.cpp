@@ -679,6 +679,10 @@ partition_state::admit(std::vector<sequenced_event>&& events) {
       ++counters_.accepted;
       impl_->pending.emplace_back(positions[i], next_index++);
       break;
+    case persistence::append_outcome::replayed:
+      // Stored before a restart, not yet processed: it goes through the engine again.
+      impl_->pending.emplace_back(positions[i], *store.index_at(positions[i]));
+      break;
     case persistence::append_outcome::duplicate:
       ++counters_.duplicates;
       break;
@@ -712,7 +716,7 @@ void partition_state::finish() {
 }
 
 void partition_state::restore(const std::vector<watermark_step>& history,
-                              std::uint64_t applied_upto) {
+                              std::uint64_t applied_upto, bool queue_later_events) {
   auto& store = impl_->store;
   for (std::uint32_t i = 0; i < store.size(); ++i)
     if (store.source_position(i) <= applied_upto)
@@ -720,6 +724,8 @@ void partition_state::restore(const std::vector<watermark_step>& history,
   apply(history);
   impl_->out = {}; // already delivered before the crash
   counters_.accepted = store.size();
+  if (!queue_later_events)
+    return;
   for (std::uint32_t i = 0; i < store.size(); ++i)
     if (store.source_position(i) > applied_upto)
       impl_->pending.emplace_back(store.source_position(i), i);

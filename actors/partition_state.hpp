@@ -132,8 +132,11 @@ public:
 
   // Rebuilds the state after a crash from the store: replays the stored events up to input
   // position `applied_upto` against the watermark `history` (discarding what that re-emits,
-  // which was delivered before), then queues the later stored events for the next apply().
-  void restore(const std::vector<watermark_step>& history, std::uint64_t applied_upto);
+  // which was delivered before). With `queue_later_events` the later stored events wait for
+  // the next apply() (a partition restarted within a run); without, they come back from the
+  // source as `replayed` (a restarted service reading its input again).
+  void restore(const std::vector<watermark_step>& history, std::uint64_t applied_upto,
+               bool queue_later_events = true);
 
   partition_output take_output();
   const partition_counters& counters() const { return counters_; }

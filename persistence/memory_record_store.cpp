@@ -22,7 +22,6 @@ unpriced_key key_of(const unpriced_window& u) {
   return {u.customer_id, u.metric, u.window_start, u.quantity, static_cast<int>(u.reason)};
 }
 
-
 class memory_record_store final : public record_store {
 public:
   void append(const record_batch& batch) override {
@@ -49,6 +48,8 @@ public:
     for (const auto& r : batch.rejected)
       if (rejected_lines_.insert(r.line).second)
         rejected_.push_back(r);
+    if (batch.progress)
+      progress_.push_back(*batch.progress);
   }
 
   std::vector<aggregate_record> aggregate_revisions(const std::string& customer_id,
@@ -94,6 +95,13 @@ public:
 
   std::vector<unpriced_window> unpriced() const override { return unpriced_; }
   std::vector<rejected_line> rejected() const override { return rejected_; }
+
+  std::optional<source_progress> progress(const std::string& source) const override {
+    for (auto it = progress_.rbegin(); it != progress_.rend(); ++it)
+      if (it->source == source)
+        return *it;
+    return std::nullopt;
+  }
 
   void append_status(const status_event& e) override {
     const auto current = current_status(e.invoice_id);
@@ -188,6 +196,7 @@ private:
   std::vector<invoice_record> invoices_;
   std::unordered_map<std::string, std::size_t> invoice_index_;
   std::vector<rejected_line> rejected_;
+  std::vector<source_progress> progress_;
   std::unordered_set<std::uint64_t> rejected_lines_;
   std::vector<status_event> status_events_;
   std::vector<ledger_entry> ledger_;

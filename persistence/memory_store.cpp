@@ -1,5 +1,6 @@
 #include "persistence/memory_store.hpp"
 
+#include <algorithm>
 #include <xxhash.h>
 
 namespace meterflow::persistence {
@@ -41,8 +42,11 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
     if (slot_hashes_[at] != h)
       continue;
     const event& existing = events_[slots_[at] - 1];
-    if (existing.customer_id == e.customer_id && existing.event_id == e.event_id)
+    if (existing.customer_id == e.customer_id && existing.event_id == e.event_id) {
+      if (positions_[slots_[at] - 1] == source_position)
+        return append_outcome::replayed;
       return existing.same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
+    }
   }
   const auto index = static_cast<std::uint32_t>(events_.size());
   slots_[at] = index + 1;
@@ -76,6 +80,14 @@ memory_store::append_batch(std::vector<event>&& events,
   for (std::size_t i = 0; i < events.size(); ++i)
     outcomes.push_back(append(std::move(events[i]), positions[i]));
   return outcomes;
+}
+
+std::optional<std::uint32_t> memory_store::index_at(std::uint64_t source_position) const {
+  // Events are appended in input order, so their positions ascend.
+  auto it = std::lower_bound(positions_.begin(), positions_.end(), source_position);
+  if (it == positions_.end() || *it != source_position)
+    return std::nullopt;
+  return static_cast<std::uint32_t>(it - positions_.begin());
 }
 
 const std::vector<std::uint32_t>& memory_store::events_of(const std::string& customer_id) const {

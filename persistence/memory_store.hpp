@@ -30,6 +30,7 @@ public:
   const event& at(std::uint32_t index) const override { return events_[index]; }
   std::uint64_t source_position(std::uint32_t index) const override { return positions_[index]; }
   const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override;
+  std::optional<std::uint32_t> index_at(std::uint64_t source_position) const override;
 
 private:
   std::deque<event> events_;

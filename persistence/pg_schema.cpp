@@ -260,6 +260,19 @@ CREATE TRIGGER rerate_runs_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
   ON rerate_runs FOR EACH STATEMENT EXECUTE FUNCTION meterflow_append_only();
 )sql";
 
+const char* const v4_progress = R"sql(
+CREATE TABLE serve_progress (
+  progress_seq bigserial PRIMARY KEY,
+  source       text NOT NULL,
+  position     bigint NOT NULL,
+  finished     boolean NOT NULL,
+  committed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX serve_progress_source ON serve_progress (source, progress_seq);
+CREATE TRIGGER serve_progress_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
+  ON serve_progress FOR EACH STATEMENT EXECUTE FUNCTION meterflow_append_only();
+)sql";
+
 const char* const v3_views = R"sql(
 -- The charges no other charge supersedes: the current charge of every window.
 CREATE VIEW current_charges AS
@@ -303,6 +316,7 @@ const std::vector<migration>& migrations() {
       {1, "raw events and consumed source positions", v1_events},
       {2, "records: aggregates, price books, charges, invoices, status events, ledger", v2_records},
       {3, "current charges and current invoice status views", v3_views},
+      {4, "service progress through its input", v4_progress},
   };
   return all;
 }

@@ -229,6 +229,11 @@ pg_event_store::append_batch(std::vector<event>&& events,
   for (std::uint32_t i = 0; i < events.size(); ++i) {
     const event& e = events[i];
     const event* first = events_.find(e.customer_id, e.event_id);
+    if (first && events_.index_at(positions[i]) &&
+        &events_.at(*events_.index_at(positions[i])) == first) {
+      outcomes[i] = append_outcome::replayed;
+      continue;
+    }
     if (!first) {
       auto [it, inserted] = first_in_batch.try_emplace(e.customer_id + '\x1f' + e.event_id, i);
       if (!inserted)
@@ -473,7 +478,6 @@ invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   return inv;
 }
 
-
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 // Runs the queries of one read in one snapshot.
@@ -505,6 +509,11 @@ public:
       for (const auto& i : batch.invoices)
         append_invoice(tx, i);
       append_rejected(tx, batch.rejected);
+      if (batch.progress)
+        tx.exec_params(
+            "INSERT INTO serve_progress (source, position, finished) VALUES ($1, $2, $3)",
+            batch.progress->source, static_cast<std::int64_t>(batch.progress->position),
+            batch.progress->finished);
       tx.commit();
     } catch (const pqxx::foreign_key_violation& e) {
       throw std::invalid_argument(std::string("records refused: ") + e.what());
@@ -603,6 +612,19 @@ public:
                        bytes_of_hex(r[3].c_str())});
       return out;
     });
+  }
+
+  std::optional<source_progress> progress(const std::string& source) const override {
+    return read(
+        *c_, "reading the service progress", [&](snapshot& tx) -> std::optional<source_progress> {
+          const auto rows =
+              tx.exec_params("SELECT position, finished FROM serve_progress WHERE source = $1 "
+                             "ORDER BY progress_seq DESC LIMIT 1",
+                             source);
+          if (rows.empty())
+            return std::nullopt;
+          return source_progress{source, rows[0][0].as<std::uint64_t>(), rows[0][1].as<bool>()};
+        });
   }
 
   void append_status(const status_event& e) override {

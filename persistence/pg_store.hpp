@@ -40,6 +40,9 @@ public:
   const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override {
     return events_.events_of(customer_id);
   }
+  std::optional<std::uint32_t> index_at(std::uint64_t source_position) const override {
+    return events_.index_at(source_position);
+  }
 
   // The highest committed source position of this partition and source, batches of duplicates
   // included; none before the first batch.

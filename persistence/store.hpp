@@ -30,7 +30,10 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-enum class append_outcome { accepted, duplicate, conflict };
+// `replayed`: the event is stored already *from the same input position* — a restarted
+// service reading again what it had stored before its records were committed. It is not a
+// duplicate: the engine processes it as the accepted event it was.
+enum class append_outcome { accepted, duplicate, conflict, replayed };
 
 class event_store {
 public:
@@ -49,6 +52,8 @@ public:
   virtual std::uint64_t source_position(std::uint32_t index) const = 0;
   // Indexes of the customer's events, in append order.
   virtual const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const = 0;
+  // The index of the event stored from input position `source_position`, if any.
+  virtual std::optional<std::uint32_t> index_at(std::uint64_t source_position) const = 0;
 };
 
 // A price book version as published (publication order is the order of publish() calls).
@@ -74,6 +79,15 @@ struct ledger_entry {
   std::string kind; // invoice | reversal
 };
 
+// How far a service got through its input: every record derived from input positions up to
+// `position` is stored (committed with them); `finished` once the end of a finite input was
+// processed (the watermark went to +infinity).
+struct source_progress {
+  std::string source;
+  std::uint64_t position = 0;
+  bool finished = false;
+};
+
 // The records a run emits, already in global emission order.
 struct record_batch {
   std::vector<aggregate_record> aggregates;
@@ -81,6 +95,7 @@ struct record_batch {
   std::vector<unpriced_window> unpriced;
   std::vector<invoice_record> invoices;
   std::vector<rejected_line> rejected;
+  std::optional<source_progress> progress = std::nullopt; // committed with the records when set
 };
 
 class record_store {
@@ -113,6 +128,8 @@ public:
   // Unpriced windows and rejected lines, in emission order.
   virtual std::vector<unpriced_window> unpriced() const = 0;
   virtual std::vector<rejected_line> rejected() const = 0;
+  // The latest progress appended for `source`.
+  virtual std::optional<source_progress> progress(const std::string& source) const = 0;
 
   // Invoice lifecycle as appended status events; the current status is the latest one. Allowed:
   // draft -> issued -> paid | void, for a stored invoice (else std::invalid_argument). Issuing

@@ -16,6 +16,7 @@ Usage: meterflow <command> [options]
 
 Commands:
   run       events to invoices: the whole pipeline on a batch of events
+  serve     the durable engine on PostgreSQL: resumable after a crash, nothing lost or doubled
   explain   how a charge or an invoice of a run came about
   invoice   show an invoice of the store, or change its status (paid, void)
   quote     price a quantity under the price book version in force at a time
@@ -34,11 +35,9 @@ struct command {
 };
 
 const command commands[] = {
-    {"quote", quote_command, &quote_usage},
-    {"run", run_command, &run_usage},
-    {"explain", explain_command, &explain_usage},
-    {"invoice", invoice_command, &invoice_usage},
-    {"migrate", migrate_command, &migrate_usage},
+    {"quote", quote_command, &quote_usage},       {"run", run_command, &run_usage},
+    {"serve", serve_command, &serve_usage},       {"explain", explain_command, &explain_usage},
+    {"invoice", invoice_command, &invoice_usage}, {"migrate", migrate_command, &migrate_usage},
 };
 
 const command* find_command(const std::string& name) {

@@ -11,6 +11,8 @@ namespace meterflow::runtime {
 int quote_command(const std::vector<std::string>& args);
 extern const char* const quote_usage;
 int run_command(const std::vector<std::string>& args);
+int serve_command(const std::vector<std::string>& args);
+extern const char* const serve_usage;
 extern const char* const run_usage;
 int explain_command(const std::vector<std::string>& args);
 int invoice_command(const std::vector<std::string>& args);

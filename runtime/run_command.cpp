@@ -28,6 +28,33 @@
 
 namespace meterflow::runtime {
 
+const char* const serve_usage =
+    R"(Usage: meterflow serve --config CONFIG --store URL --events EVENTS.ndjson [options]
+
+The durable engine on PostgreSQL: processes the events of EVENTS.ndjson in file order like
+`meterflow run`, committing each batch's events with their input position and the batch's
+records (aggregates, charges, invoices, rejected lines) with the progress through the input.
+Killed at any point (even kill -9) and started again with the same arguments, it rebuilds its
+state from the store (stored events replayed against the watermark they imply), skips the lines
+whose records are committed, and goes on: nothing is lost and nothing is counted twice. At the
+end of the input the watermark goes to +infinity, every period is invoiced and the input is
+marked finished; starting it again then does nothing.
+
+Options:
+  --config CONFIG      configuration file (JSON, see docs/configuration.md)
+  --store URL          PostgreSQL (postgresql:// URL or libpq keyword string); the schema is
+                       created or upgraded first
+  --events FILE        NDJSON events, one per line
+  --threads N          worker threads (default 2)
+  --partitions N       partition actors (default 4; keep it the same across restarts)
+  --batch-size N       events per batch and per commit (default 8192)
+  --quiet              no progress output
+  --help               show this text
+
+Exit status: 0 done, 2 bad arguments, configuration or store, 3 an amount reached 10^26,
+4 an engine failure.
+)";
+
 const char* const run_usage =
     R"(Usage: meterflow run --config CONFIG --events EVENTS.ndjson --out DIR [options]
 
@@ -145,18 +172,22 @@ class driver {
 public:
   // With `store_url`, events and records go to PostgreSQL as well (the store must hold no
   // events yet: a batch run starts from an empty system of record).
+  // With `resume` (serve), a store that holds events continues where its committed progress
+  // left off: every partition replays its stored events up to that input position against the
+  // watermark steps they imply, and the source skips the lines up to it.
   driver(caf::actor_system& sys, const config::configuration& cfg, std::uint32_t partitions,
-         fault_hooks faults, const std::string& out_dir,
-         const std::optional<std::string>& store_url)
+         fault_hooks faults, const std::optional<std::string>& out_dir,
+         const std::optional<std::string>& store_url, bool resume = false)
       : sys_(sys), self_(sys), cfg_(cfg), faults_(faults), sink_(out_dir, false) {
     for (std::uint32_t p = 0; p < partitions; ++p) {
       slots_.emplace_back();
       if (store_url) {
         auto store = persistence::pg_event_store::load(*store_url, static_cast<int>(p));
-        if (store->size() > 0)
+        if (store->size() > 0 && !resume)
           throw usage_error("--store: the database already holds events (partition " +
                             std::to_string(p) + " has " + std::to_string(store->size()) +
-                            "); a batch run starts from an empty store");
+                            "); a batch run starts from an empty store (meterflow serve "
+                            "continues one)");
         slots_.back().store = std::move(store);
       } else {
         slots_.back().store = std::make_unique<persistence::memory_store>();
@@ -164,16 +195,31 @@ public:
     }
     if (store_url) {
       records_ = persistence::make_pg_record_store(*store_url);
-      sink_.set_record_store(records_.get());
+      sink_.set_record_store(records_.get(), progress_source);
+      if (resume)
+        resume_from(records_->progress(progress_source));
     }
+    if (finished_before_)
+      return; // nothing to do: no partition needs to run
     for (std::uint32_t p = 0; p < partitions; ++p)
-      spawn(p, false);
+      spawn(p, resumed_);
   }
 
+  static constexpr const char* progress_source = "events";
+
+  // The input position whose records are all committed (0: nothing yet), and whether the
+  // store's input was processed to its end already.
+  std::uint64_t committed_position() const { return applied_upto_; }
+  bool finished_before() const { return finished_before_; }
+
+  // Stops the partitions and waits for them: they use the stores this driver owns.
   ~driver() {
     for (auto& s : slots_) {
+      if (!s.handle)
+        continue;
       self_->demonitor(s.handle.address());
       self_->send_exit(s.handle, caf::exit_reason::user_shutdown);
+      self_->wait_for(s.handle);
     }
   }
 
@@ -227,7 +273,8 @@ public:
       const auto [p, k] = where[i];
       const auto [seq, time] = meta[p][k];
       switch (outcomes[p][k]) {
-      case persistence::append_outcome::accepted: {
+      case persistence::append_outcome::accepted:
+      case persistence::append_outcome::replayed: {
         const timestamp candidate = time - cfg_.max_out_of_orderness;
         if (candidate > watermark_) {
           watermark_ = candidate;
@@ -323,14 +370,37 @@ private:
     std::size_t open_windows = 0;
   };
 
+  // Rebuilds the watermark history of the committed input from the stored events: the steps
+  // are the accepted events, in input order, that raised the watermark.
+  void resume_from(const std::optional<persistence::source_progress>& progress) {
+    if (!progress)
+      return;
+    finished_before_ = progress->finished;
+    applied_upto_ = progress->position;
+    std::vector<std::pair<std::uint64_t, timestamp>> stored;
+    for (const auto& s : slots_)
+      for (std::uint32_t i = 0; i < s.store->size(); ++i)
+        if (s.store->source_position(i) <= applied_upto_)
+          stored.emplace_back(s.store->source_position(i), s.store->at(i).event_time);
+    std::sort(stored.begin(), stored.end());
+    for (const auto& [position, time] : stored) {
+      const timestamp candidate = time - cfg_.max_out_of_orderness;
+      if (candidate > watermark_) {
+        watermark_ = candidate;
+        history_.push_back({position, watermark_});
+      }
+    }
+    resumed_ = true;
+  }
+
   void spawn(std::uint32_t p, bool restore) {
     const std::uint64_t crash =
         faults_.crash_batch && faults_.crash_partition == p && slots_[p].restarts == 0
             ? faults_.crash_batch
             : 0;
     restore_point rp;
-    if (restore)
-      rp = restore_point{&history_, applied_upto_};
+    if (restore) // a service resuming re-reads its later lines; a crashed partition does not
+      rp = restore_point{&history_, applied_upto_, !resumed_ || slots_[p].handle != nullptr};
     slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash, rp);
     self_->monitor(slots_[p].handle);
   }
@@ -357,6 +427,7 @@ private:
   timestamp watermark_ = watermark_min;
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
+  bool resumed_ = false, finished_before_ = false;
   watermark_steps steps_;        // the batch being applied
   std::uint64_t batch_upto_ = 0; // its last input position
   bool applying_ = false;
@@ -404,54 +475,91 @@ void print_summary(const run_sink& sink, const reconciliation_report& report,
 
 } // namespace
 
-int run_command(const std::vector<std::string>& args) {
-  const auto cl = parse_command_line(
-      args, {"config", "events", "out", "threads", "partitions", "batch-size", "store"}, {"quiet"});
+namespace {
+
+struct pipeline_options {
+  bool serve = false;
+  config::configuration cfg;
+  std::string events_path;
+  std::optional<std::string> out_dir, store_url;
+  std::uint64_t threads = 2, batch_size = 8192;
+  std::uint32_t partitions = 4;
+  bool quiet = false;
+};
+
+pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bool serve) {
+  std::set<std::string> options = {"config",     "events",     "threads",
+                                   "partitions", "batch-size", "store"};
+  if (!serve)
+    options.insert("out");
+  const auto cl = parse_command_line(args, options, {"quiet"});
   if (!cl.positional.empty())
     throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
-  const config::configuration cfg = config::load_file(cl.required("config"));
-  const std::string events_path = cl.required("events");
-  const std::string out_dir = cl.required("out");
-  const auto threads = parse_count(cl, "threads", 2, 256);
-  const auto partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
-  const auto batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
-  const bool quiet = cl.flag("quiet");
-  const std::optional<std::string> store_url = cl.optional("store");
-  if (store_url) {
+  pipeline_options o;
+  o.serve = serve;
+  o.cfg = config::load_file(cl.required("config"));
+  o.events_path = cl.required("events");
+  if (!serve)
+    o.out_dir = cl.required("out");
+  o.threads = parse_count(cl, "threads", 2, 256);
+  o.partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
+  o.batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
+  o.quiet = cl.flag("quiet");
+  o.store_url = serve ? std::optional<std::string>(cl.required("store")) : cl.optional("store");
+  if (o.store_url) {
     try {
-      pqxx::connection connection(*store_url);
+      pqxx::connection connection(*o.store_url);
       persistence::migrate(connection);
     } catch (const std::exception& e) {
       throw usage_error(std::string("--store: ") + e.what());
     }
   }
+  return o;
+}
 
-  line_reader reader(events_path); // throws usage_error when the file cannot be opened
+// The pipeline of `run` and `serve`: read, validate, batch, admit, apply, write.
+int run_pipeline(const pipeline_options& o) {
+  const char* const name = o.serve ? "meterflow serve" : "meterflow run";
+  const config::configuration& cfg = o.cfg;
+  line_reader reader(o.events_path); // throws usage_error when the file cannot be opened
   caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", threads);
+  sys_cfg.set("scheduler.max-threads", o.threads);
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{sys_cfg};
   const fault_hooks faults = read_fault_hooks();
 
   event_parser parser(cfg);
   source_counters source;
-  progress_line progress(!quiet && ::isatty(STDERR_FILENO));
+  progress_line progress(!o.quiet && ::isatty(STDERR_FILENO));
   reconciliation_report report;
   {
     std::optional<driver> started;
     try {
-      started.emplace(sys, cfg, partitions, faults, out_dir, store_url);
+      started.emplace(sys, cfg, o.partitions, faults, o.out_dir, o.store_url, o.serve);
     } catch (const persistence::store_error& e) {
       throw usage_error(std::string("--store: ") + e.what());
     }
     driver& d = *started;
+    if (faults.break_chain)
+      d.sink().drop_last_charge();
+    if (d.finished_before()) {
+      std::cout << name << ": the input was processed to its end before (through line "
+                << d.committed_position() << "); nothing to do\n";
+      return exit_ok;
+    }
+    const std::uint64_t resume_after = d.committed_position();
+    if (o.serve && resume_after > 0 && !o.quiet)
+      std::cerr << name << ": resuming after line " << resume_after
+                << " (the records up to it are committed)\n";
     std::vector<sequenced_event> batch;
     std::vector<std::string> raws;
-    batch.reserve(batch_size);
+    batch.reserve(o.batch_size);
     std::string_view line;
     std::uint64_t line_no = 0;
     try {
       while (reader.next(line, line_no)) {
+        if (line_no <= resume_after)
+          continue; // committed before a restart
         if (line.find_first_not_of(" \t") == std::string_view::npos)
           continue; // blank lines are skipped
         ++source.received;
@@ -464,7 +572,7 @@ int run_command(const std::vector<std::string>& args) {
         }
         batch.push_back({line_no, std::move(*parsed.event)});
         raws.emplace_back(line);
-        if (batch.size() >= batch_size) {
+        if (batch.size() >= o.batch_size) {
           d.process(std::move(batch), std::move(raws), false);
           batch.clear();
           raws.clear();
@@ -479,31 +587,45 @@ int run_command(const std::vector<std::string>& args) {
     } catch (const pricing::bad_result_access& e) {
       // A total reached 10^26 while the records were being summed.
       progress.done();
-      std::cerr << "meterflow run: " << e.what() << "; stopping (exit status 3)\n";
+      std::cerr << name << ": " << e.what() << "; stopping (exit status 3)\n";
       return exit_overflow;
     } catch (const std::runtime_error& e) {
       progress.done();
-      std::cerr << "meterflow run: " << e.what() << "\n";
+      std::cerr << name << ": " << e.what() << "\n";
       return exit_engine_failure;
     }
     progress.done();
     if (!d.fatal().empty()) {
-      std::cerr << "meterflow run: " << d.fatal()
+      std::cerr << name << ": " << d.fatal()
                 << "; stopping: the output directory holds the records written so far and no "
                    "reconciliation.json (exit status 3)\n";
       return exit_overflow;
     }
     run_sink& sink = d.sink();
     sink.set_counters(source, d.counters());
-    if (faults.break_chain)
-      sink.drop_last_charge();
-    sink.seal();
+    sink.seal(line_no);
+    if (o.serve) {
+      std::cout << name << ": read " << source.received << " events after line " << resume_after
+                << ", committed through line " << line_no << "; " << sink.invoices().size()
+                << " invoices issued in this session\n";
+      return exit_ok;
+    }
     report = reconcile(sink, cfg);
-    std::ofstream(std::filesystem::path(out_dir) / "reconciliation.json")
+    std::ofstream(std::filesystem::path(*o.out_dir) / "reconciliation.json")
         << report.json.dump(2) << '\n';
-    print_summary(sink, report, out_dir);
+    print_summary(sink, report, *o.out_dir);
   }
   return report.ok ? exit_ok : exit_check_failed;
+}
+
+} // namespace
+
+int run_command(const std::vector<std::string>& args) {
+  return run_pipeline(parse_pipeline_options(args, false));
+}
+
+int serve_command(const std::vector<std::string>& args) {
+  return run_pipeline(parse_pipeline_options(args, true));
 }
 
 } // namespace meterflow::runtime

@@ -103,7 +103,11 @@ void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) 
 }
 
 void run_sink::take_charge(actors::keyed<persistence::charge_record>&& k) {
-  // The latest charge is held back one step so the test hook can drop the run's last one.
+  if (!drop_last_charge_) {
+    write_charge(k);
+    return;
+  }
+  // Test hook: the latest charge is held back one step so the run's last one can be dropped.
   if (held_charge_)
     write_charge(*held_charge_);
   held_charge_ = std::move(k);
@@ -184,22 +188,25 @@ void run_sink::flush(std::uint64_t upto_line) {
   pending_rejected_.erase(pending_rejected_.begin(), split);
   if (dir_)
     write_out(rejected_file_, buffer_, "rejected.ndjson");
-  append_to_store();
+  if (upto_line != std::numeric_limits<std::uint64_t>::max())
+    append_to_store(upto_line, false);
 }
 
-void run_sink::append_to_store() {
+void run_sink::append_to_store(std::uint64_t position, bool finished) {
   if (!store_)
     return;
+  if (position > 0 || finished)
+    to_store_.progress = persistence::source_progress{progress_source_, position, finished};
   store_->append(to_store_);
   to_store_ = {};
 }
 
-void run_sink::seal() {
+void run_sink::seal(std::uint64_t last_position) {
   flush(std::numeric_limits<std::uint64_t>::max());
   if (held_charge_ && !drop_last_charge_)
     write_charge(*held_charge_);
   held_charge_.reset();
-  append_to_store();
+  append_to_store(last_position, true);
   if (dir_) {
     write_out(charges_file_, buffer_, "charges.ndjson");
     for (const auto& name : stale_invoice_files_)

@@ -73,12 +73,18 @@ public:
   // `upto_line` (later ones may still be joined by earlier-numbered conflicts).
   void flush(std::uint64_t upto_line);
   void set_counters(const source_counters& source, const actors::partition_counters& partitions);
-  // Every flushed batch of records is also appended to `store` (the system of record).
-  void set_record_store(persistence::record_store* store) { store_ = store; }
-  // Test-only fault hook: the last charge of the run is neither written nor counted.
+  // Every flushed batch of records is also appended to `store` (the system of record), with
+  // the input position it covers as the progress of `source`, in the same transaction.
+  void set_record_store(persistence::record_store* store, std::string source) {
+    store_ = store;
+    progress_source_ = std::move(source);
+  }
+  // Test-only fault hook: the last charge of the run is neither written nor counted. Set it
+  // before the first add().
   void drop_last_charge() { drop_last_charge_ = true; }
-  // Flushes everything and closes the files. Call once, after the last add().
-  void seal();
+  // Flushes everything and closes the files. Call once, after the last add(); the store
+  // records the input as finished at `last_position`.
+  void seal(std::uint64_t last_position = 0);
 
   const std::vector<actors::keyed<persistence::aggregate_record>>& aggregates() const {
     return aggregates_;
@@ -97,12 +103,13 @@ public:
 
 private:
   void take_charge(actors::keyed<persistence::charge_record>&& k);
-  void append_to_store();
+  void append_to_store(std::uint64_t position, bool finished);
   void write_charge(const actors::keyed<persistence::charge_record>& k);
 
   std::optional<std::filesystem::path> dir_;
   bool retain_;
   persistence::record_store* store_ = nullptr;
+  std::string progress_source_;
   persistence::record_batch to_store_; // what this flush appends to store_
   std::ofstream charges_file_, aggregates_file_, unpriced_file_, rejected_file_;
   std::string buffer_;

@@ -77,6 +77,7 @@ engine_run run_engine(const config::configuration& cfg, const std::vector<std::s
     for (std::size_t i = 0; i < where.size(); ++i) {
       switch (outcomes[where[i].first][where[i].second]) {
       case persistence::append_outcome::accepted:
+      case persistence::append_outcome::replayed:
         if (meta[i].second - cfg.max_out_of_orderness > watermark) {
           watermark = meta[i].second - cfg.max_out_of_orderness;
           steps.push_back({meta[i].first, watermark});
