@@ -41,7 +41,10 @@ bool line_reader::fill() {
     buffer_.resize(buffer_.size() * 2);
   const std::size_t n = std::fread(buffer_.data() + end_, 1, buffer_.size() - end_, file_);
   if (n == 0) {
-    eof_ = true;
+    if (follow_)
+      std::clearerr(file_); // more may be appended
+    else
+      eof_ = true;
     return false;
   }
   end_ += n;
@@ -62,7 +65,7 @@ bool line_reader::next(std::string_view& line, std::uint64_t& line_no) {
       return true;
     }
     if (!fill()) {
-      if (begin_ == end_)
+      if (begin_ == end_ || follow_)
         return false;
       // A last line without a terminator.
       std::size_t len = end_ - begin_;

@@ -22,6 +22,10 @@ public:
   // stays valid until the next call.
   bool next(std::string_view& line, std::uint64_t& line_no);
 
+  // Following a growing file: next() returns false when no complete line is there yet (a
+  // partial last line waits for its newline) and tries again on the next call.
+  void follow() { follow_ = true; }
+
 private:
   bool fill();
   std::FILE* file_ = nullptr;
@@ -30,6 +34,7 @@ private:
   std::size_t begin_ = 0; // start of unread data in buffer_
   std::size_t end_ = 0;   // end of valid data in buffer_
   bool eof_ = false;
+  bool follow_ = false;
   std::uint64_t line_no_ = 0;
 };
 

@@ -16,14 +16,17 @@
 #include "runtime/reconciliation.hpp"
 #include "runtime/run_sink.hpp"
 
+#include <atomic>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <pqxx/pqxx>
+#include <thread>
 #include <unistd.h>
 
 namespace meterflow::runtime {
@@ -48,6 +51,8 @@ Options:
   --threads N          worker threads (default 2)
   --partitions N       partition actors (default 4; keep it the same across restarts)
   --batch-size N       events per batch and per commit (default 8192)
+  --follow             at the end of the file, wait for more lines (processing and committing
+                       what arrived) until SIGTERM or SIGINT, which commit and exit 0
   --quiet              no progress output
   --help               show this text
 
@@ -299,6 +304,7 @@ public:
     applying_ = true;
     // While the partitions apply this batch, the previous batch's records go to disk.
     sink_.flush(applied_upto_);
+    flushed_upto_ = applied_upto_;
     if (!where.empty())
       batch_upto_ = meta[where.back().first][where.back().second].first;
   }
@@ -339,6 +345,16 @@ public:
 
   // Collects the last batch's reports.
   void finish() { collect(); }
+
+  // Collects the batch being applied and writes (and commits) its records now, rather than
+  // with the next batch: for a source that waits for more input.
+  void commit_applied() {
+    collect();
+    if (applied_upto_ > flushed_upto_) {
+      sink_.flush(applied_upto_);
+      flushed_upto_ = applied_upto_;
+    }
+  }
 
   run_sink& sink() { return sink_; }
   timestamp watermark() const { return watermark_; }
@@ -428,8 +444,9 @@ private:
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
   bool resumed_ = false, finished_before_ = false;
-  watermark_steps steps_;        // the batch being applied
-  std::uint64_t batch_upto_ = 0; // its last input position
+  std::uint64_t flushed_upto_ = 0; // records written through this input position
+  watermark_steps steps_;          // the batch being applied
+  std::uint64_t batch_upto_ = 0;   // its last input position
   bool applying_ = false;
   std::uint64_t duplicates_ = 0, conflicts_ = 0;
   std::string fatal_;
@@ -485,14 +502,22 @@ struct pipeline_options {
   std::uint64_t threads = 2, batch_size = 8192;
   std::uint32_t partitions = 4;
   bool quiet = false;
+  bool follow = false; // serve: wait for more lines at the end of the file, until SIGTERM
 };
+
+std::atomic<bool> stop_requested{false};
+extern "C" void request_stop(int) {
+  stop_requested = true;
+}
 
 pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bool serve) {
   std::set<std::string> options = {"config",     "events",     "threads",
                                    "partitions", "batch-size", "store"};
   if (!serve)
     options.insert("out");
-  const auto cl = parse_command_line(args, options, {"quiet"});
+  const auto cl = parse_command_line(args, options,
+                                     serve ? std::set<std::string>{"quiet", "follow"}
+                                           : std::set<std::string>{"quiet"});
   if (!cl.positional.empty())
     throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
   pipeline_options o;
@@ -505,6 +530,11 @@ pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bo
   o.partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
   o.batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
   o.quiet = cl.flag("quiet");
+  o.follow = cl.flag("follow");
+  if (o.follow) { // from here on a SIGTERM commits what was read and stops cleanly
+    std::signal(SIGTERM, request_stop);
+    std::signal(SIGINT, request_stop);
+  }
   o.store_url = serve ? std::optional<std::string>(cl.required("store")) : cl.optional("store");
   if (o.store_url) {
     try {
@@ -522,6 +552,8 @@ int run_pipeline(const pipeline_options& o) {
   const char* const name = o.serve ? "meterflow serve" : "meterflow run";
   const config::configuration& cfg = o.cfg;
   line_reader reader(o.events_path); // throws usage_error when the file cannot be opened
+  if (o.follow)
+    reader.follow();
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.max-threads", o.threads);
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
@@ -557,32 +589,44 @@ int run_pipeline(const pipeline_options& o) {
     std::string_view line;
     std::uint64_t line_no = 0;
     try {
-      while (reader.next(line, line_no)) {
-        if (line_no <= resume_after)
-          continue; // committed before a restart
-        if (line.find_first_not_of(" \t") == std::string_view::npos)
-          continue; // blank lines are skipped
-        ++source.received;
-        parse_outcome parsed = parser.parse(line);
-        if (!parsed.ok()) {
-          ++source.rejected;
-          d.sink().add_rejected(
-              {line_no, to_string(parsed.reason), std::move(parsed.detail), std::string(line)});
-          continue;
+      for (;;) {
+        while (!stop_requested && reader.next(line, line_no)) {
+          if (line_no <= resume_after)
+            continue; // committed before a restart
+          if (line.find_first_not_of(" \t") == std::string_view::npos)
+            continue; // blank lines are skipped
+          ++source.received;
+          parse_outcome parsed = parser.parse(line);
+          if (!parsed.ok()) {
+            ++source.rejected;
+            d.sink().add_rejected(
+                {line_no, to_string(parsed.reason), std::move(parsed.detail), std::string(line)});
+            continue;
+          }
+          batch.push_back({line_no, std::move(*parsed.event)});
+          raws.emplace_back(line);
+          if (batch.size() >= o.batch_size) {
+            d.process(std::move(batch), std::move(raws), false);
+            batch.clear();
+            raws.clear();
+            progress.update(source.received, d.watermark(), d.open_windows());
+            if (!d.fatal().empty())
+              break;
+          }
         }
-        batch.push_back({line_no, std::move(*parsed.event)});
-        raws.emplace_back(line);
-        if (batch.size() >= o.batch_size) {
+        if (!o.follow || stop_requested || !d.fatal().empty())
+          break;
+        // Following: what arrived is processed and committed while waiting for more.
+        if (!batch.empty()) {
           d.process(std::move(batch), std::move(raws), false);
           batch.clear();
           raws.clear();
-          progress.update(source.received, d.watermark(), d.open_windows());
-          if (!d.fatal().empty())
-            break;
         }
+        d.commit_applied();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       if (d.fatal().empty())
-        d.process(std::move(batch), std::move(raws), true);
+        d.process(std::move(batch), std::move(raws), !o.follow);
       d.finish();
     } catch (const pricing::bad_result_access& e) {
       // A total reached 10^26 while the records were being summed.
@@ -603,7 +647,12 @@ int run_pipeline(const pipeline_options& o) {
     }
     run_sink& sink = d.sink();
     sink.set_counters(source, d.counters());
-    sink.seal(line_no);
+    sink.seal(line_no, !o.follow);
+    if (o.follow) {
+      std::cout << name << ": stopped; committed through line " << line_no
+                << " (start it again to go on)\n";
+      return exit_ok;
+    }
     if (o.serve) {
       std::cout << name << ": read " << source.received << " events after line " << resume_after
                 << ", committed through line " << line_no << "; " << sink.invoices().size()

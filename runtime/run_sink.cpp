@@ -201,12 +201,12 @@ void run_sink::append_to_store(std::uint64_t position, bool finished) {
   to_store_ = {};
 }
 
-void run_sink::seal(std::uint64_t last_position) {
+void run_sink::seal(std::uint64_t last_position, bool finished) {
   flush(std::numeric_limits<std::uint64_t>::max());
   if (held_charge_ && !drop_last_charge_)
     write_charge(*held_charge_);
   held_charge_.reset();
-  append_to_store(last_position, true);
+  append_to_store(last_position, finished);
   if (dir_) {
     write_out(charges_file_, buffer_, "charges.ndjson");
     for (const auto& name : stale_invoice_files_)

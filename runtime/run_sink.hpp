@@ -84,7 +84,7 @@ public:
   void drop_last_charge() { drop_last_charge_ = true; }
   // Flushes everything and closes the files. Call once, after the last add(); the store
   // records the input as finished at `last_position`.
-  void seal(std::uint64_t last_position = 0);
+  void seal(std::uint64_t last_position = 0, bool finished = true);
 
   const std::vector<actors::keyed<persistence::aggregate_record>>& aggregates() const {
     return aggregates_;

@@ -5,9 +5,14 @@
 #include "support/process.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 
 using meterflow::test::run_meterflow;
 using meterflow::test::shell_quote;
@@ -90,4 +95,82 @@ TEST_CASE("serve: killed at several points and restarted, the record equals a cl
     INFO("table fingerprint " << i);
     CHECK(actual[i] == expected[i]);
   }
+}
+
+TEST_CASE("serve --follow: takes lines as they are appended, stops on SIGTERM, and a later "
+          "start finishes the input exactly like a clean run",
+          "[cli][serve][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema clean(*server, false), followed(*server, true);
+  namespace fs = std::filesystem;
+  const std::string examples = std::string(METERFLOW_SOURCE_DIR) + "/examples";
+  const fs::path dir =
+      fs::temp_directory_path() / ("meterflow_follow_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(examples + "/events.ndjson");
+    for (std::string l; std::getline(in, l);)
+      lines.push_back(l);
+  }
+  const fs::path growing = dir / "events.ndjson";
+  auto append = [&](std::size_t from, std::size_t to) {
+    std::ofstream out(growing, std::ios::app);
+    for (std::size_t i = from; i < to && i < lines.size(); ++i)
+      out << lines[i] << '\n';
+  };
+  const std::string config = examples + "/config.json";
+  REQUIRE(run_meterflow("run --quiet --batch-size 100 --config " + shell_quote(config) +
+                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
+                        shell_quote((dir / "clean").string()) + " --store " +
+                        shell_quote(clean.conninfo()) + " > /dev/null")
+              .status == 0);
+
+  append(0, 6000);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::execl(METERFLOW_BINARY, METERFLOW_BINARY, "serve", "--follow", "--quiet", "--batch-size",
+            "100", "--config", config.c_str(), "--events", growing.c_str(), "--store",
+            followed.conninfo().c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Lines appended while it runs are taken up and committed.
+  auto committed = [&] {
+    pqxx::connection c(followed.conninfo());
+    pqxx::nontransaction tx(c);
+    const auto r = tx.exec("SELECT coalesce(max(position), 0) FROM serve_progress");
+    return r[0][0].as<long>();
+  };
+  auto wait_for_commit = [&](long line) {
+    for (int i = 0; i < 300 && committed() < line; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return committed();
+  };
+  CHECK(wait_for_commit(6000) == 6000);
+  append(6000, 9000);
+  CHECK(wait_for_commit(9000) == 9000);
+  REQUIRE(::kill(child, SIGTERM) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+
+  // The rest of the input, then a start without --follow finishes it.
+  append(9000, lines.size());
+  const auto rest = run_meterflow("serve --quiet --batch-size 100 --config " + shell_quote(config) +
+                                  " --events " + shell_quote(growing.string()) + " --store " +
+                                  shell_quote(followed.conninfo()));
+  CHECK(rest.status == 0);
+  const auto expected = fingerprint(clean.conninfo());
+  const auto actual = fingerprint(followed.conninfo());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    INFO("table fingerprint " << i);
+    CHECK(actual[i] == expected[i]);
+  }
+  fs::remove_all(dir);
 }
