@@ -198,6 +198,8 @@ public:
         slots_.back().store = std::make_unique<persistence::memory_store>();
       }
     }
+    if (store_url && resume)
+      check_partitioning(*store_url, partitions);
     if (store_url) {
       records_ = persistence::make_pg_record_store(*store_url);
       sink_.set_record_store(records_.get(), progress_source);
@@ -385,6 +387,21 @@ private:
     partition_counters counters;
     std::size_t open_windows = 0;
   };
+
+  // Events are stored per partition: a store written with another partition count would split
+  // customers (and their deduplication) across partitions, so it is refused.
+  void check_partitioning(const std::string& store_url, std::uint32_t partitions) {
+    const auto wrong = [&] {
+      return usage_error("--partitions: the store was written with a different number of "
+                         "partitions; start serve with the same --partitions as before");
+    };
+    if (persistence::pg_event_store::load(store_url, static_cast<int>(partitions))->size() > 0)
+      throw wrong();
+    for (std::uint32_t p = 0; p < partitions; ++p)
+      for (std::uint32_t i = 0; i < slots_[p].store->size(); ++i)
+        if (partition_of(slots_[p].store->at(i).customer_id, partitions) != p)
+          throw wrong();
+  }
 
   // Rebuilds the watermark history of the committed input from the stored events: the steps
   // are the accepted events, in input order, that raised the watermark.
