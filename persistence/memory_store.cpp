@@ -32,22 +32,44 @@ void memory_store::grow() {
   slot_hashes_ = std::move(hashes);
 }
 
+std::size_t memory_store::probe(const std::string& customer_id, const std::string& event_id,
+                                std::uint64_t hash) const {
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t at = hash & mask;
+  for (; slots_[at] != 0; at = (at + 1) & mask) {
+    if (slot_hashes_[at] != hash)
+      continue;
+    const event& existing = events_[slots_[at] - 1];
+    if (existing.customer_id == customer_id && existing.event_id == event_id)
+      break;
+  }
+  return at;
+}
+
+append_outcome memory_store::outcome_of_stored(std::uint32_t index, const event& e,
+                                               std::uint64_t source_position) const {
+  if (positions_[index] == source_position)
+    return append_outcome::replayed;
+  return events_[index].same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
+}
+
+std::optional<append_outcome> memory_store::outcome_if_stored(const event& e,
+                                                              std::uint64_t source_position) const {
+  if (slots_.empty())
+    return std::nullopt;
+  const std::size_t at = probe(e.customer_id, e.event_id, key_hash(e.customer_id, e.event_id));
+  if (slots_[at] == 0)
+    return std::nullopt;
+  return outcome_of_stored(slots_[at] - 1, e, source_position);
+}
+
 append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   if ((events_.size() + 1) * 2 > slots_.size())
     grow();
   const std::uint64_t h = key_hash(e.customer_id, e.event_id);
-  const std::size_t mask = slots_.size() - 1;
-  std::size_t at = h & mask;
-  for (; slots_[at] != 0; at = (at + 1) & mask) {
-    if (slot_hashes_[at] != h)
-      continue;
-    const event& existing = events_[slots_[at] - 1];
-    if (existing.customer_id == e.customer_id && existing.event_id == e.event_id) {
-      if (positions_[slots_[at] - 1] == source_position)
-        return append_outcome::replayed;
-      return existing.same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
-    }
-  }
+  const std::size_t at = probe(e.customer_id, e.event_id, h); // one probe per append
+  if (slots_[at] != 0)
+    return outcome_of_stored(slots_[at] - 1, e, source_position);
   const auto index = static_cast<std::uint32_t>(events_.size());
   slots_[at] = index + 1;
   slot_hashes_[at] = h;
@@ -55,21 +77,6 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   events_.push_back(std::move(e));
   positions_.push_back(source_position);
   return append_outcome::accepted;
-}
-
-const event* memory_store::find(const std::string& customer_id, const std::string& event_id) const {
-  if (slots_.empty())
-    return nullptr;
-  const std::uint64_t h = key_hash(customer_id, event_id);
-  const std::size_t mask = slots_.size() - 1;
-  for (std::size_t at = h & mask; slots_[at] != 0; at = (at + 1) & mask) {
-    if (slot_hashes_[at] != h)
-      continue;
-    const event& existing = events_[slots_[at] - 1];
-    if (existing.customer_id == customer_id && existing.event_id == event_id)
-      return &existing;
-  }
-  return nullptr;
 }
 
 std::vector<append_outcome>

@@ -23,8 +23,11 @@ public:
   // different one a conflict (the first accepted version stands).
   // `source_position` is where the event came from (its input line), kept for replay.
   append_outcome append(event&& e, std::uint64_t source_position);
-  // The stored event with this key, or nullptr: a lookup that stores nothing.
-  const event* find(const std::string& customer_id, const std::string& event_id) const;
+  // What appending `e` from `source_position` would be when its key is stored already
+  // (duplicate, conflict or replayed), or nothing for a new key: a lookup that stores nothing,
+  // the rule append() applies.
+  std::optional<append_outcome> outcome_if_stored(const event& e,
+                                                  std::uint64_t source_position) const;
 
   std::size_t size() const override { return events_.size(); }
   const event& at(std::uint32_t index) const override { return events_[index]; }
@@ -40,6 +43,12 @@ private:
   std::vector<std::uint32_t> slots_;
   std::vector<std::uint64_t> slot_hashes_;
   void grow();
+  // The slot holding the key, or the empty slot where it would go (slots_ must not be empty).
+  std::size_t probe(const std::string& customer_id, const std::string& event_id,
+                    std::uint64_t hash) const;
+  // Duplicate, conflict or replayed: `e` against the stored event at `index` with its key.
+  append_outcome outcome_of_stored(std::uint32_t index, const event& e,
+                                   std::uint64_t source_position) const;
   std::unordered_map<std::string, std::vector<std::uint32_t>> by_customer_;
 };
 

@@ -228,20 +228,18 @@ pg_event_store::append_batch(std::vector<event>&& events,
   int duplicates = 0, conflicts = 0;
   for (std::uint32_t i = 0; i < events.size(); ++i) {
     const event& e = events[i];
-    const event* first = events_.find(e.customer_id, e.event_id);
-    if (first && events_.index_at(positions[i]) &&
-        &events_.at(*events_.index_at(positions[i])) == first) {
-      outcomes[i] = append_outcome::replayed;
+    if (auto stored = events_.outcome_if_stored(e, positions[i])) {
+      outcomes[i] = *stored;
+      duplicates += *stored == append_outcome::duplicate;
+      conflicts += *stored == append_outcome::conflict;
       continue;
     }
-    if (!first) {
-      auto [it, inserted] = first_in_batch.try_emplace(e.customer_id + '\x1f' + e.event_id, i);
-      if (!inserted)
-        first = &events[it->second];
-    }
-    if (!first) {
+    // A key new to the store: the batch's first occurrence is accepted.
+    auto [it, inserted] = first_in_batch.try_emplace(e.customer_id + '\x1f' + e.event_id, i);
+    const event& first = events[it->second];
+    if (inserted) {
       accepted.push_back(i);
-    } else if (first->same_payload(e)) {
+    } else if (first.same_payload(e)) {
       outcomes[i] = append_outcome::duplicate;
       ++duplicates;
     } else {
