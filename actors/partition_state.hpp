@@ -36,6 +36,20 @@ struct watermark_step {
   timestamp watermark = watermark_min;
 };
 
+// The single batch source's watermark rule (SEMANTICS §4): an accepted event at input
+// position `seq` moves the watermark to `event_time - max_out_of_orderness` when that is
+// higher; each move is a step. Returns whether it moved.
+inline bool advance_watermark(timestamp& watermark, std::vector<watermark_step>& steps,
+                              std::uint64_t seq, timestamp event_time,
+                              pricing::duration max_out_of_orderness) {
+  const timestamp candidate = event_time - max_out_of_orderness;
+  if (candidate <= watermark)
+    return false;
+  watermark = candidate;
+  steps.push_back({seq, watermark});
+  return true;
+}
+
 struct sequenced_event {
   std::uint64_t seq = 0;
   persistence::event event;

@@ -281,14 +281,9 @@ public:
       const auto [seq, time] = meta[p][k];
       switch (outcomes[p][k]) {
       case persistence::append_outcome::accepted:
-      case persistence::append_outcome::replayed: {
-        const timestamp candidate = time - cfg_.max_out_of_orderness;
-        if (candidate > watermark_) {
-          watermark_ = candidate;
-          steps_.steps.push_back({seq, watermark_});
-        }
+      case persistence::append_outcome::replayed:
+        advance_watermark(watermark_, steps_.steps, seq, time, cfg_.max_out_of_orderness);
         break;
-      }
       case persistence::append_outcome::duplicate:
         ++duplicates_;
         break;
@@ -416,13 +411,8 @@ private:
         if (s.store->source_position(i) <= applied_upto_)
           stored.emplace_back(s.store->source_position(i), s.store->at(i).event_time);
     std::sort(stored.begin(), stored.end());
-    for (const auto& [position, time] : stored) {
-      const timestamp candidate = time - cfg_.max_out_of_orderness;
-      if (candidate > watermark_) {
-        watermark_ = candidate;
-        history_.push_back({position, watermark_});
-      }
-    }
+    for (const auto& [position, time] : stored)
+      advance_watermark(watermark_, history_, position, time, cfg_.max_out_of_orderness);
     resumed_ = true;
   }
 

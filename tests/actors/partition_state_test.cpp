@@ -78,10 +78,8 @@ engine_run run_engine(const config::configuration& cfg, const std::vector<std::s
       switch (outcomes[where[i].first][where[i].second]) {
       case persistence::append_outcome::accepted:
       case persistence::append_outcome::replayed:
-        if (meta[i].second - cfg.max_out_of_orderness > watermark) {
-          watermark = meta[i].second - cfg.max_out_of_orderness;
-          steps.push_back({meta[i].first, watermark});
-        }
+        advance_watermark(watermark, steps, meta[i].first, meta[i].second,
+                          cfg.max_out_of_orderness);
         break;
       case persistence::append_outcome::duplicate:
         ++duplicates;
