@@ -3,7 +3,7 @@
 // Message types and atoms of the actor graph. CAF 0.17 has no type ID blocks: message types
 // that stay inside one process are marked as such here, in one place.
 
-#include "actors/partition_state.hpp"
+#include "actors/dataflow.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
@@ -29,17 +29,74 @@ struct watermark_steps {
   bool end_of_input = false;
 };
 
-// What a partition emitted while applying a batch, with its counters so far.
+// What a partition and its stages emitted while applying a batch, with its counters so far.
 struct partition_report {
   std::uint32_t partition = 0;
   partition_output output;
   partition_counters counters;
   std::size_t open_windows = 0;
+  timestamp watermark = watermark_min;
   std::string fatal; // set when an amount overflowed: the run stops with exit status 3
+};
+
+// Where a restarted partition resumes: the watermark steps already applied, and the last
+// input position they covered. With `queue_later_events` the later stored events wait for the
+// next apply (a partition restarted within a run); without, they come back from the source as
+// `replayed` (a restarted service reading its input again).
+struct restore_request {
+  std::vector<watermark_step> history;
+  std::uint64_t applied_upto = 0;
+  bool queue_later_events = true;
+};
+
+// One batch segment's events of one window: one message per window, never one per event.
+struct window_inputs {
+  std::vector<window_input> inputs;
+};
+
+// A window's final aggregate record, and the aggregate itself for the rating stage.
+struct finalized_window {
+  stage_output output;
+  window_final final;
+};
+
+// The final windows of one rating scope in a watermark step, in window order, and whether the
+// period became final (period-level meters are rated then).
+struct rating_input {
+  std::uint64_t step = 0;
+  std::vector<window_final> finals;
+  bool close_period = false;
+};
+
+// Re-rate a scope's windows that very late events changed (SEMANTICS §7).
+struct rerate_request {
+  std::uint64_t step = 0;
+  phase stage = phase::rerate;
+  std::set<timestamp> changed;
+  timestamp watermark = watermark_min;
+};
+
+struct line_updates {
+  std::vector<line_update> lines;
+};
+
+// Issue the period's invoice (`settle` false), or settle it after a re-rate (`settle` true).
+struct invoice_request {
+  std::uint64_t step = 0;
+  timestamp watermark = watermark_min;
+  bool settle = false;
 };
 
 using admit_atom = caf::atom_constant<caf::atom("admit")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using restore_atom = caf::atom_constant<caf::atom("restore")>;
+using add_atom = caf::atom_constant<caf::atom("add")>;
+using close_atom = caf::atom_constant<caf::atom("close")>;
+using finalize_atom = caf::atom_constant<caf::atom("finalize")>;
+using rate_atom = caf::atom_constant<caf::atom("rate")>;
+using rerate_atom = caf::atom_constant<caf::atom("rerate")>;
+using lines_atom = caf::atom_constant<caf::atom("lines")>;
+using issue_atom = caf::atom_constant<caf::atom("issue")>;
 
 } // namespace meterflow::actors
 
@@ -47,3 +104,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::event_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::admit_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::watermark_steps)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::partition_report)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::restore_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::window_inputs)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::finalized_window)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::stage_output)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::rating_input)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::rerate_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::line_updates)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::invoice_request)

@@ -1,34 +1,140 @@
 #pragma once
 
-// The partition actor: owns a hash range of customers, deduplicates and stores their events,
-// and runs their windows, rating, invoices and re-rates (partition_state). A restarted
-// partition rebuilds its state from the store before it takes new work.
+// The partition actor: owns a hash range of customers. It deduplicates and stores their events
+// (admit), then applies each batch between the source's watermark steps (apply): it groups the
+// events by window and sends one message per window actor, keeps the ordered index of window
+// ends, and at every step drives its stage actors (window, rating, invoice) through close,
+// finalize, rating, re-rating and invoicing. The stage actors are linked to it: when any of
+// them fails, the partition fails with it, and the supervisor (the driver) restarts the
+// partition, which rebuilds every stage from the store (restore).
 
 #include "actors/interfaces.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
+#include <functional>
+#include <map>
+#include <memory>
 
 namespace meterflow::actors {
 
-// Where a restarted partition resumes: the watermark steps already applied, and the last
-// input position they covered.
-struct restore_point {
-  const std::vector<watermark_step>* history = nullptr;
-  std::uint64_t applied_upto = 0;
-  bool queue_later_events = true; // see partition_state::restore
-};
-
 struct partition_actor_state {
   static inline const char* name = "partition";
+  using pointer = partition_actor::stateful_pointer<partition_actor_state>;
+
+  pointer self = nullptr;
   std::uint32_t partition = 0;
-  std::unique_ptr<partition_state> state;
+  const config::configuration* cfg = nullptr;
+  persistence::event_store* store = nullptr;
   // Test-only fault hook: throw while applying this batch number (0 = never).
   std::uint64_t crash_at_batch = 0;
+
+  partition_counters counters;
+  timestamp watermark = watermark_min;
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> pending; // (seq, store index) to apply
+
+  std::vector<persistence::append_outcome> admit(std::vector<sequenced_event>&& events);
+  // Applies the pending events interleaved with `steps` (and, at the end of input, moves the
+  // watermark to +infinity); calls `done` when every stage has replied.
+  void start(std::vector<watermark_step> steps, bool end_of_input, std::function<void()> done);
+  partition_report report();
+
+  struct window_entry {
+    window_actor handle;
+    std::string customer_id;
+    const config::meter* meter = nullptr;
+    timestamp start = 0;
+    timestamp end = 0;
+    bool closed = false;
+    bool dirty = false;               // changed since its last provisional aggregate
+    std::vector<window_input> inputs; // events not sent to the window actor yet
+  };
+  struct invoice_entry {
+    invoice_actor handle;
+    std::string customer_id;
+    pricing::period period;
+  };
+  struct scope_entry {
+    rating_actor handle;
+    const config::meter* meter = nullptr;
+    invoice_entry* invoice = nullptr;
+  };
+  using window_key = std::tuple<std::string, std::string, timestamp>; // customer, metric, start
+  using scope_key = std::tuple<std::string, std::string, timestamp>;  // customer, metric, period
+  using invoice_key = std::pair<std::string, timestamp>;              // customer, period
+
+  std::map<window_key, std::unique_ptr<window_entry>> windows;
+  std::multimap<timestamp, window_entry*> to_close;    // by end
+  std::multimap<timestamp, window_entry*> to_finalize; // by end + lateness
+  std::vector<window_entry*> dirty_closing;
+  std::vector<window_entry*> with_inputs;
+  std::map<scope_key, std::unique_ptr<scope_entry>> scopes;
+  std::multimap<timestamp, scope_entry*> period_close; // period-level meters, by end + lateness
+  std::map<invoice_key, std::unique_ptr<invoice_entry>> invoices;
+  std::multimap<timestamp, invoice_entry*> invoice_due; // by period end + lateness
+  // Scopes marked by very late events, with the windows those events fell into: only those
+  // windows can differ from their final aggregate (a final window takes no other events).
+  std::map<rerate_scope, std::set<timestamp>> dirty_scopes;
+
+private:
+  // The batch being applied.
+  struct job {
+    std::vector<watermark_step> steps;
+    std::size_t next_step = 0;
+    std::size_t next_event = 0;
+    bool end_of_input = false;
+    bool finished = false;
+    bool active = false;
+    std::function<void()> done;
+  };
+  // The watermark step being processed, stage by stage.
+  struct step_work {
+    std::uint64_t seq = 0;
+    timestamp from = watermark_min;
+    bool finishing = false;
+    std::vector<window_entry*> provisional;
+    std::vector<std::unique_ptr<window_entry>> finalizing;
+    std::vector<std::pair<scope_key, window_final>> finals;
+    std::vector<invoice_entry*> due;
+    bool interval_crossed = false;
+  };
+
+  void resume();
+  void add_event(std::uint32_t index);
+  void begin_step(std::uint64_t seq, timestamp to, bool finishing);
+  void flush_inputs();
+  void stage_windows();
+  void stage_rating();
+  void stage_interval_rerates();
+  void stage_due_invoices();
+  void stage_end_of_input();
+  void step_done();
+  void rerates(phase p, const std::function<bool(const rerate_scope&)>& wanted,
+               std::function<void()> next);
+  void settle(std::set<invoice_entry*> touched, std::function<void()> next);
+
+  // Every request of a stage counts here; `next` runs when the last reply is in.
+  template <class Reply, class Handle, class... Ts>
+  void ask(const Handle& h, std::function<void(Reply&)> on_reply, Ts&&... xs);
+  void then(std::function<void()> next);
+  void take(stage_output& o, invoice_entry* invoice);
+
+  scope_entry& scope_for(const std::string& customer, const config::meter& m,
+                         const pricing::period& period);
+  invoice_entry& invoice_for(const std::string& customer, const pricing::period& period);
+
+  job job_;
+  step_work work_;
+  partition_output out_;
+  std::string fatal_;
+  bool running_ = false;
+  bool waiting_ = false;
+  std::size_t outstanding_ = 0;
+  std::function<void()> next_;
 };
 
 partition_actor::behavior_type
 partition(partition_actor::stateful_pointer<partition_actor_state> self, std::uint32_t index,
           const config::configuration* cfg, persistence::event_store* store,
-          std::uint64_t crash_at_batch, restore_point restore);
+          std::uint64_t crash_at_batch);
 
 } // namespace meterflow::actors

@@ -1,5 +1,7 @@
 #include "actors/window_state.hpp"
 
+#include "persistence/ids.hpp"
+
 #include <algorithm>
 
 namespace meterflow::actors {
@@ -136,6 +138,32 @@ decimal window_aggregate::period_quantity(config::aggregation kind,
     merged.distinct_.insert(w->distinct_.begin(), w->distinct_.end());
   }
   return merged.quantity();
+}
+
+std::string aggregation_id(const std::string& customer, const std::string& metric,
+                           timestamp window_start, std::uint32_t revision) {
+  return persistence::content_id({"aggregate", customer, metric,
+                                  pricing::format_rfc3339(window_start), std::to_string(revision)});
+}
+
+persistence::aggregate_record make_aggregate_record(const std::string& customer,
+                                                    const std::string& metric, timestamp start,
+                                                    timestamp end, std::uint32_t revision,
+                                                    persistence::aggregate_kind kind,
+                                                    const window_aggregate& aggregate) {
+  persistence::aggregate_record r;
+  r.aggregation_id = aggregation_id(customer, metric, start, revision);
+  r.customer_id = customer;
+  r.metric = metric;
+  r.window_start = start;
+  r.window_end = end;
+  r.revision = revision;
+  r.kind = kind;
+  r.is_final = kind != persistence::aggregate_kind::provisional;
+  r.value = aggregate.quantity();
+  r.event_count = aggregate.event_count();
+  r.event_ids = aggregate.sorted_event_ids();
+  return r;
 }
 
 } // namespace meterflow::actors

@@ -5,6 +5,7 @@
 
 #include "config/config.hpp"
 #include "persistence/event.hpp"
+#include "persistence/records.hpp"
 
 #include <optional>
 #include <set>
@@ -65,5 +66,16 @@ private:
   std::set<std::string> distinct_;
   std::vector<source> sources_;
 };
+
+// The id of revision `revision` of a window's aggregate: the same for the window stage and the
+// re-rater, so a re-aggregation names the revision it adds.
+std::string aggregation_id(const std::string& customer, const std::string& metric,
+                           timestamp window_start, std::uint32_t revision);
+
+persistence::aggregate_record make_aggregate_record(const std::string& customer,
+                                                    const std::string& metric, timestamp start,
+                                                    timestamp end, std::uint32_t revision,
+                                                    persistence::aggregate_kind kind,
+                                                    const window_aggregate& aggregate);
 
 } // namespace meterflow::actors

@@ -421,11 +421,21 @@ private:
         faults_.crash_batch && faults_.crash_partition == p && slots_[p].restarts == 0
             ? faults_.crash_batch
             : 0;
-    restore_point rp;
-    if (restore) // a service resuming re-reads its later lines; a crashed partition does not
-      rp = restore_point{&history_, applied_upto_, !resumed_ || slots_[p].handle != nullptr};
-    slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash, rp);
+    // A service resuming re-reads its later lines; a crashed partition does not.
+    const bool queue_later_events = !resumed_ || slots_[p].handle != nullptr;
+    slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash);
     self_->monitor(slots_[p].handle);
+    if (!restore)
+      return;
+    self_
+        ->request(slots_[p].handle, caf::infinite, restore_atom::value,
+                  restore_request{history_, applied_upto_, queue_later_events})
+        .receive([](partition_report&) {},
+                 [&](caf::error& e) {
+                   throw std::runtime_error(
+                       "partition " + std::to_string(p) +
+                       " could not rebuild its state from the store: " + sys_.render(e));
+                 });
   }
 
   void restart(std::uint32_t p, const std::string& why) {

@@ -6,7 +6,7 @@
 // one batch of records, not the run's history. The reconciliation inputs are accumulated on
 // the way (current aggregates, current charges, invoices).
 
-#include "actors/partition_state.hpp"
+#include "actors/dataflow.hpp"
 #include "persistence/json_format.hpp"
 #include "persistence/store.hpp"
 

@@ -1,13 +1,12 @@
 #pragma once
 
-// The state of one partition actor: the customers whose `customer_id` hashes to it, their
-// deduplicated events, open windows, final windows with their current charges, invoices and
-// pending re-rates (SEMANTICS §2-§7). Pure C++ (no CAF): the actor feeds it batches and
-// watermark steps and forwards what it emits.
+// The values that flow through the engine's stages (SEMANTICS §2-§7), without CAF: watermark
+// steps, the records every stage emits and the key that orders them.
 //
-// Everything it emits carries an `order_key` built from the input alone (the step = the input
-// sequence number of the event whose watermark advance caused it), so merging the output of
-// any number of partitions by key gives the same files whatever the partitioning.
+// Everything a stage emits carries an `order_key` built from the input alone (the step = the
+// input sequence number of the event whose watermark advance caused it), so merging the output
+// of any number of partitions and stage actors by key gives the same files whatever the
+// partitioning and scheduling.
 
 #include "actors/window_state.hpp"
 #include "config/config.hpp"
@@ -125,44 +124,79 @@ struct partition_output {
   }
 };
 
-class partition_state {
+// `t + d` saturating at the watermark's +infinity.
+inline timestamp plus(timestamp t, pricing::duration d) {
+  return t > watermark_max - d ? watermark_max : t + d;
+}
+
+// Numbers the records of one emitter (a stage actor) in emission order: with the step, phase,
+// time, customer and metric of the record, a key no other emitter produces.
+class emitter {
 public:
-  partition_state(const config::configuration& cfg, persistence::event_store& store);
-  ~partition_state();
-  partition_state(const partition_state&) = delete;
-  partition_state& operator=(const partition_state&) = delete;
-
-  // Phase 1 of a batch: deduplicates and stores the events (in order); returns one outcome per
-  // event. Accepted events wait for apply().
-  std::vector<persistence::append_outcome> admit(std::vector<sequenced_event>&& events);
-
-  // Phase 2: applies the admitted events interleaved with the source's watermark steps of the
-  // same batch (every step of the batch, from every partition's events), in input order.
-  void apply(const std::vector<watermark_step>& steps);
-
-  // End of a batch input: the watermark goes to +infinity; every window finalizes, every
-  // pending re-rate runs and every period's invoice is issued.
-  void finish();
-
-  // Rebuilds the state after a crash from the store: replays the stored events up to input
-  // position `applied_upto` against the watermark `history` (discarding what that re-emits,
-  // which was delivered before). With `queue_later_events` the later stored events wait for
-  // the next apply() (a partition restarted within a run); without, they come back from the
-  // source as `replayed` (a restarted service reading its input again).
-  void restore(const std::vector<watermark_step>& history, std::uint64_t applied_upto,
-               bool queue_later_events = true);
-
-  partition_output take_output();
-  const partition_counters& counters() const { return counters_; }
-  std::size_t open_windows() const;
-  timestamp watermark() const { return watermark_; }
+  std::uint64_t step = 0; // the step being processed
+  order_key key(phase p, timestamp t, const std::string& customer, const std::string& metric) {
+    return order_key{step, p, t, customer, metric, seq_++};
+  }
 
 private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
-  partition_counters counters_;
-  timestamp watermark_ = watermark_min;
+  std::uint64_t seq_ = 0;
 };
+
+// An event for a window actor, with what it contributes to the window's meter. The event lives
+// in the partition's append-only store, which never moves what it holds.
+struct window_input {
+  const persistence::event* event = nullptr;
+  meter_reading reading;
+};
+
+// A final window on its way from the window stage to the rating stage.
+struct window_final {
+  timestamp start = 0;
+  timestamp end = 0;
+  std::uint32_t revision = 0;
+  std::string aggregation_id;
+  window_aggregate aggregate{config::aggregation::count};
+};
+
+// The current charge of a window (or of a period, for period-level meters).
+struct current_charge {
+  std::string charge_id;
+  decimal quantity;
+  decimal amount;
+  pricing::rounding_mode rounding = pricing::rounding_mode::half_even;
+};
+
+// What the invoice accumulator of a customer x period needs of a rating scope: for one final
+// window (or the period, for period-level meters, keyed by the period start) its quantity and
+// its current charge, if priced.
+struct line_update {
+  std::string metric;
+  timestamp window_start = 0;
+  decimal quantity;
+  std::optional<current_charge> charge;
+};
+
+// What a stage actor emitted for one request: records for the sink, line updates for the
+// invoice stage, and `fatal` when an amount overflowed (the run stops with exit status 3).
+struct stage_output {
+  partition_output records;
+  std::vector<line_update> lines;
+  std::string fatal;
+};
+
+// Runs one request on a stage's state and takes what it emitted. An amount that reaches 10^26
+// cannot be represented: the reply says so, and the run stops with exit status 3.
+template <class State, class F>
+stage_output run_stage(State& state, F&& work) {
+  try {
+    work(state);
+  } catch (const pricing::bad_result_access& e) {
+    stage_output out = state.take_output();
+    out.fatal = e.what();
+    return out;
+  }
+  return state.take_output();
+}
 
 // Routes a customer to one of `partitions` partitions (the same hash the Kafka key would use).
 std::uint32_t partition_of(const std::string& customer_id, std::uint32_t partitions);

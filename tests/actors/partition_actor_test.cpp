@@ -1,23 +1,22 @@
-// Unit tests of the engine core, actors::partition_state, driven the way the `meterflow run`
-// driver drives it (runtime/run_command.cpp, driver::process): lines are validated, batches are
-// routed to partitions and admitted (dedup + store), the batch watermark advances in input order
-// over the accepted events, and every partition applies the batch's watermark steps; the end
-// of input finishes every partition. The outputs are merged and reconciled with the runtime's
-// own sink and reconciliation.
+// Unit tests of the engine core: a partition actor and its window, rating and invoice actors,
+// driven the way the `meterflow run` driver drives them (runtime/run_command.cpp, driver::process):
+// lines are validated, batches are routed to partitions and admitted (dedup + store), the batch
+// watermark advances in input order over the accepted events, and every partition applies the
+// batch's watermark steps; the end of input finishes every partition. The outputs are merged and
+// reconciled with the runtime's own sink and reconciliation.
 
-#include "actors/partition_state.hpp"
 #include "persistence/memory_store.hpp"
 #include "runtime/event_parser.hpp"
 #include "runtime/reconciliation.hpp"
 #include "runtime/run_sink.hpp"
 #include "support/billing_scenario.hpp"
+#include "support/partition_harness.hpp"
 
 #include <catch2/catch.hpp>
 
 namespace {
 
 using namespace meterflow;
-using actors::partition_state;
 using actors::sequenced_event;
 using actors::watermark_step;
 using pricing::decimal;
@@ -48,10 +47,10 @@ engine_run run_engine(const config::configuration& cfg, const std::vector<std::s
   runtime::event_parser parser(cfg);
   runtime::source_counters source;
   std::vector<std::unique_ptr<persistence::memory_store>> stores;
-  std::vector<std::unique_ptr<partition_state>> states;
+  std::vector<std::unique_ptr<test::test_partition>> states;
   for (std::uint32_t p = 0; p < opt.partitions; ++p) {
     stores.push_back(std::make_unique<persistence::memory_store>());
-    states.push_back(std::make_unique<partition_state>(cfg, *stores.back()));
+    states.push_back(std::make_unique<test::test_partition>(cfg, *stores.back(), p));
   }
   timestamp watermark = actors::watermark_min;
   std::vector<watermark_step> history;
@@ -92,12 +91,9 @@ engine_run run_engine(const config::configuration& cfg, const std::vector<std::s
     }
     for (std::uint32_t p = 0; p < opt.partitions; ++p) {
       if (batch_no == opt.crash_batch && p == opt.crash_partition) {
-        states[p] = std::make_unique<partition_state>(cfg, *stores[p]);
         states[p]->restore(history, applied_upto);
       }
-      states[p]->apply(steps);
-      if (end_of_input)
-        states[p]->finish();
+      states[p]->apply(steps, end_of_input);
       run.sink.add(states[p]->take_output());
     }
     history.insert(history.end(), steps.begin(), steps.end());
@@ -227,12 +223,12 @@ const char* const small_config = R"({
 
 } // namespace
 
-TEST_CASE("partition_state: admit deduplicates on (customer_id, event_id), apply follows the "
+TEST_CASE("engine: admit deduplicates on (customer_id, event_id), apply follows the "
           "watermark steps",
           "[engine]") {
   const auto cfg = config::parse(small_config);
   persistence::memory_store store;
-  partition_state st(cfg, store);
+  test::test_partition st(cfg, store);
   runtime::event_parser parser(cfg);
   auto ev = [&](std::uint64_t seq, const std::string& line) {
     return sequenced_event{seq, *parser.parse(line).event};
@@ -250,12 +246,12 @@ TEST_CASE("partition_state: admit deduplicates on (customer_id, event_id), apply
   CHECK(outcomes == std::vector<append_outcome>{append_outcome::accepted, append_outcome::duplicate,
                                                 append_outcome::conflict, append_outcome::accepted,
                                                 append_outcome::duplicate});
-  CHECK(st.counters().accepted == 2);
-  CHECK(st.counters().duplicates == 2);
-  CHECK(st.counters().conflicts == 1);
 
   // Both accepted events advance the watermark; the window [10:00, 11:00) is open until 11:00.
   st.apply({{1, at("2024-01-05T10:00:00Z")}, {4, at("2024-01-05T10:30:00Z")}});
+  CHECK(st.counters().accepted == 2);
+  CHECK(st.counters().duplicates == 2);
+  CHECK(st.counters().conflicts == 1);
   CHECK(st.watermark() == at("2024-01-05T10:30:00Z"));
   CHECK(st.open_windows() == 2);
   CHECK(st.take_output().empty());
@@ -281,7 +277,7 @@ TEST_CASE("partition_state: admit deduplicates on (customer_id, event_id), apply
   CHECK(out.invoices[0].record.total == dec("1"));
 }
 
-TEST_CASE("partition_state: window states at the watermark boundaries (SEMANTICS §4)", "[engine]") {
+TEST_CASE("engine: window states at the watermark boundaries (SEMANTICS §4)", "[engine]") {
   for (const std::string lateness : {"1h", "30m"}) {
     auto cfg = config::parse(small_config);
     cfg.allowed_lateness = pricing::parse_duration(lateness).value();
@@ -316,7 +312,7 @@ TEST_CASE("partition_state: window states at the watermark boundaries (SEMANTICS
   }
 }
 
-TEST_CASE("partition_state: a closing window emits a provisional aggregate, updated as "
+TEST_CASE("engine: a closing window emits a provisional aggregate, updated as "
           "stragglers come, then the final one",
           "[engine]") {
   const auto cfg = config::parse(small_config); // lateness 1h, out-of-orderness 0s
@@ -343,7 +339,7 @@ TEST_CASE("partition_state: a closing window emits a provisional aggregate, upda
   CHECK(charges[0]->source_event_ids == std::vector<std::string>{"a", "b", "c"});
 }
 
-TEST_CASE("partition_state: incremental rating across versions; the line is rounded with the "
+TEST_CASE("engine: incremental rating across versions; the line is rounded with the "
           "version of its latest charge",
           "[engine]") {
   const auto cfg = config::parse(test::scenario_config({}));
@@ -387,7 +383,7 @@ TEST_CASE("partition_state: incremental rating across versions; the line is roun
   CHECK(c0->total == dec("0"));
 }
 
-TEST_CASE("partition_state: period-level meters get one charge per period, with the version "
+TEST_CASE("engine: period-level meters get one charge per period, with the version "
           "of its last window",
           "[engine]") {
   const auto cfg = config::parse(test::scenario_config({}));
@@ -427,7 +423,7 @@ TEST_CASE("partition_state: period-level meters get one charge per period, with 
   CHECK(find_invoice(run.sink, "inv_c1_2024-01_c1") == nullptr); // no change, no document
 }
 
-TEST_CASE("partition_state: unpriced windows are listed and still count in the cumulative "
+TEST_CASE("engine: unpriced windows are listed and still count in the cumulative "
           "quantity",
           "[engine]") {
   const auto cfg = config::parse(small_config);
@@ -478,7 +474,7 @@ TEST_CASE("partition_state: unpriced windows are listed and still count in the c
   }
 }
 
-TEST_CASE("partition_state: very late events are coalesced into one re-rate per correction "
+TEST_CASE("engine: very late events are coalesced into one re-rate per correction "
           "interval, which supersedes charges and issues a correction",
           "[engine]") {
   const auto cfg = config::parse(small_config);
@@ -531,7 +527,7 @@ TEST_CASE("partition_state: very late events are coalesced into one re-rate per 
   }
 }
 
-TEST_CASE("partition_state: a very late event that brings the first charge of a closed period "
+TEST_CASE("engine: a very late event that brings the first charge of a closed period "
           "issues its standard invoice",
           "[engine]") {
   const auto cfg = config::parse(small_config);
@@ -546,8 +542,7 @@ TEST_CASE("partition_state: a very late event that brings the first charge of a 
   CHECK(find_invoice(run.sink, "inv_c1_2024-01_c1") == nullptr);
 }
 
-TEST_CASE("partition_state: output is the same whatever the batch size and partition count",
-          "[engine]") {
+TEST_CASE("engine: output is the same whatever the batch size and partition count", "[engine]") {
   for (std::uint64_t seed : {11u, 12u, 13u}) {
     const auto s = test::make_scenario(seed, seed * 7);
     const auto cfg = config::parse(s.config);
@@ -565,7 +560,7 @@ TEST_CASE("partition_state: output is the same whatever the batch size and parti
   }
 }
 
-TEST_CASE("partition_state: a partition rebuilt from its store after a crash gives the same "
+TEST_CASE("engine: a partition rebuilt from its store after a crash gives the same "
           "output",
           "[engine]") {
   for (std::uint64_t seed : {21u, 22u}) {
@@ -588,7 +583,7 @@ TEST_CASE("partition_state: a partition rebuilt from its store after a crash giv
   }
 }
 
-TEST_CASE("partition_state: random scenarios: invoices add up to the direct pricing of the "
+TEST_CASE("engine: random scenarios: invoices add up to the direct pricing of the "
           "deduplicated events, whatever the arrival order",
           "[engine]") {
   const test::scenario_knobs knobs[] = {

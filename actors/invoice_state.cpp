@@ -1,0 +1,152 @@
+#include "actors/invoice_state.hpp"
+
+#include "persistence/ids.hpp"
+
+#include <algorithm>
+
+namespace meterflow::actors {
+
+invoice_state::invoice_state(const config::configuration& cfg, std::string customer_id,
+                             pricing::period period)
+    : cfg_(cfg), customer_id_(std::move(customer_id)), period_(period) {}
+
+void invoice_state::update(std::vector<line_update>&& lines) {
+  for (line_update& u : lines)
+    metrics_[u.metric][u.window_start] = {u.quantity, std::move(u.charge)};
+}
+
+invoice_state::totals invoice_state::compute() const {
+  totals t;
+  const pricing::price_book* book = cfg_.price_book_for(customer_id_);
+  t.currency = book ? book->currency : "";
+  const int digits = pricing::currency_minor_units(t.currency);
+  for (const auto& [metric, windows] : metrics_) {
+    persistence::invoice_line line;
+    line.metric = metric;
+    decimal sum;
+    std::optional<pricing::rounding_mode> mode;
+    bool any = false;
+    for (const auto& [start, w] : windows) {
+      line.quantity += w.quantity;
+      if (!w.charge)
+        continue;
+      any = true;
+      sum += w.charge->amount;
+      mode = w.charge->rounding; // the latest current charge's version decides the rounding
+      line.charge_ids.push_back(w.charge->charge_id);
+    }
+    if (!any)
+      continue;
+    t.has_charge = true;
+    line.amount = sum.round(digits, mode.value_or(pricing::rounding_mode::half_even)).value();
+    t.subtotal += line.amount;
+    t.lines.emplace(metric, std::move(line));
+  }
+  decimal credits;
+  if (const config::customer* c = cfg_.find_customer(customer_id_))
+    for (const auto& cr : c->credits)
+      if (cr.period == period_) {
+        credits += cr.amount;
+        t.credit_reasons.push_back(cr.reason);
+      }
+  const decimal ceiling = t.subtotal.is_negative() ? decimal() : t.subtotal;
+  t.credits = credits < ceiling ? credits : ceiling;
+  t.total = t.subtotal - t.credits;
+  return t;
+}
+
+persistence::invoice_record invoice_state::header(const totals& t, std::string id) const {
+  persistence::invoice_record r;
+  r.invoice_id = std::move(id);
+  r.customer_id = customer_id_;
+  r.period = period_;
+  r.currency = t.currency;
+  r.status = "issued";
+  r.credit_reasons = t.credit_reasons;
+  return r;
+}
+
+std::string invoice_state::standard_invoice_id() const {
+  return "inv_" + customer_id_ + "_" + pricing::period_id(period_);
+}
+
+void invoice_state::emit(persistence::invoice_record&& r) {
+  out_.records.invoices.push_back(
+      {emit_.key(phase::invoice, r.period.start, r.customer_id, ""), std::move(r)});
+}
+
+void invoice_state::remember_billed(const totals& t) {
+  billed_.clear();
+  for (const auto& [metric, line] : t.lines)
+    billed_[metric] = {
+        line.quantity, line.amount, {line.charge_ids.begin(), line.charge_ids.end()}};
+  billed_subtotal_ = t.subtotal;
+  billed_credits_ = t.credits;
+  billed_total_ = t.total;
+}
+
+void invoice_state::issue(std::uint64_t step) {
+  emit_.step = step;
+  if (issued_)
+    return;
+  totals t = compute();
+  if (!t.has_charge)
+    return; // no charge, no invoice; a later re-rate may still bring one
+  persistence::invoice_record r = header(t, standard_invoice_id());
+  for (auto& [metric, line] : t.lines) {
+    line.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
+    r.line_items.push_back(line);
+  }
+  r.subtotal = t.subtotal;
+  r.credits_applied = t.credits;
+  r.total = t.total;
+  issued_ = true;
+  remember_billed(t);
+  emit(std::move(r));
+}
+
+void invoice_state::settle(std::uint64_t step, timestamp watermark) {
+  emit_.step = step;
+  if (!issued_) {
+    if (plus(period_.end, cfg_.allowed_lateness) <= watermark)
+      issue(step);
+    return;
+  }
+  totals t = compute();
+  persistence::invoice_record r =
+      header(t, standard_invoice_id() + "_c" + std::to_string(corrections_ + 1));
+  r.type = persistence::invoice_type::correction;
+  r.corrects_invoice_id = standard_invoice_id();
+  for (auto& [metric, line] : t.lines) {
+    const auto billed = billed_.find(metric);
+    const decimal billed_amount = billed == billed_.end() ? decimal() : billed->second.amount;
+    const decimal billed_quantity = billed == billed_.end() ? decimal() : billed->second.quantity;
+    if (line.amount == billed_amount)
+      continue;
+    persistence::invoice_line delta = line;
+    delta.amount = line.amount - billed_amount;
+    delta.quantity = line.quantity - billed_quantity;
+    // The charges this correction bills: those that are current now and were not billed.
+    if (billed != billed_.end())
+      std::erase_if(delta.charge_ids,
+                    [&](const std::string& id) { return billed->second.charge_ids.count(id); });
+    delta.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
+    r.line_items.push_back(std::move(delta));
+  }
+  if (r.line_items.empty())
+    return; // no change, no document
+  r.subtotal = t.subtotal - billed_subtotal_;
+  r.credits_applied = t.credits - billed_credits_;
+  r.total = t.total - billed_total_;
+  ++corrections_;
+  remember_billed(t);
+  emit(std::move(r));
+}
+
+stage_output invoice_state::take_output() {
+  stage_output o = std::move(out_);
+  out_ = {};
+  return o;
+}
+
+} // namespace meterflow::actors

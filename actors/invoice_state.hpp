@@ -1,0 +1,65 @@
+#pragma once
+
+// The invoice accumulator of one customer x period (SEMANTICS §6-§7): the current charges of
+// its metrics' final windows, credits and totals; the standard invoice when the period is
+// final, and a correction invoice when a re-rate changes what was billed. Pure C++: the invoice
+// actor feeds it and forwards what it emits.
+
+#include "actors/dataflow.hpp"
+
+#include <map>
+#include <set>
+
+namespace meterflow::actors {
+
+class invoice_state {
+public:
+  invoice_state(const config::configuration& cfg, std::string customer_id, pricing::period period);
+
+  // The rating stage's latest word on a window (or period) of a metric.
+  void update(std::vector<line_update>&& lines);
+  // The period is final: the standard invoice, unless issued already or nothing is charged.
+  void issue(std::uint64_t step);
+  // After a re-rate: a correction of an issued invoice whose rounded amounts changed, or the
+  // standard invoice of a final period that had none.
+  void settle(std::uint64_t step, timestamp watermark);
+
+  stage_output take_output();
+
+private:
+  struct totals {
+    std::map<std::string, persistence::invoice_line> lines; // by metric
+    std::string currency;
+    decimal subtotal, credits, total;
+    std::vector<std::string> credit_reasons;
+    bool has_charge = false;
+  };
+  struct window_line {
+    decimal quantity;
+    std::optional<current_charge> charge;
+  };
+  struct billed_line {
+    decimal quantity;
+    decimal amount;
+    std::set<std::string> charge_ids; // the charges behind what was billed
+  };
+
+  totals compute() const;
+  persistence::invoice_record header(const totals& t, std::string id) const;
+  std::string standard_invoice_id() const;
+  void remember_billed(const totals& t);
+  void emit(persistence::invoice_record&& r);
+
+  const config::configuration& cfg_;
+  std::string customer_id_;
+  pricing::period period_;
+  std::map<std::string, std::map<timestamp, window_line>> metrics_; // metric -> window start
+  bool issued_ = false;
+  int corrections_ = 0;
+  std::map<std::string, billed_line> billed_;
+  decimal billed_subtotal_, billed_credits_, billed_total_;
+  emitter emit_;
+  stage_output out_;
+};
+
+} // namespace meterflow::actors

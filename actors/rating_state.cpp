@@ -1,0 +1,203 @@
+#include "actors/rating_state.hpp"
+
+#include "persistence/ids.hpp"
+
+namespace meterflow::actors {
+
+using persistence::aggregate_kind;
+using persistence::charge_record;
+using persistence::charge_trigger;
+using pricing::format_rfc3339;
+
+rating_state::rating_state(const config::configuration& cfg, const persistence::event_store& store,
+                           std::string customer_id, const config::meter& meter,
+                           pricing::period period)
+    : cfg_(cfg), store_(store), customer_id_(std::move(customer_id)), meter_(meter),
+      period_(period) {}
+
+rating_state::rated rating_state::rate(timestamp window_start, decimal before,
+                                       decimal after) const {
+  rated r;
+  const pricing::price_book* book = cfg_.price_book_for(customer_id_);
+  if (book)
+    r.price_book_id = book->id;
+  const auto found = pricing::lookup_price(book, meter_.metric, window_start);
+  r.reason = found.reason;
+  if (found.reason == pricing::unpriced_reason::none)
+    r.charge = pricing::rate_increment(*book, *found.version, *found.model, before, after).value();
+  return r;
+}
+
+void rating_state::update_line(timestamp window_start, decimal quantity,
+                               const std::optional<current_charge>& charge) {
+  out_.lines.push_back({meter_.metric, window_start, quantity, charge});
+}
+
+// Emits a charge (or an unpriced window) for a window or a period and makes it current.
+// With `only_if_changed` (re-rating), nothing is emitted when quantity and amount are those of
+// the current charge. An unpriced window is listed again only when its quantity changed (a
+// re-rate may also bring a window that was never rated), so the last listing always holds
+// the quantity reconciliation expects.
+// `source_ids()` gives the charge's source event ids; it runs only when a charge is emitted.
+template <class SourceIds>
+void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, timestamp end,
+                               const std::string& aggregation_id, SourceIds&& source_ids,
+                               decimal quantity, rated&& r, charge_trigger trigger,
+                               std::optional<current_charge>& current,
+                               std::optional<decimal>& unpriced_quantity, bool only_if_changed) {
+  if (!r.charge) {
+    if (unpriced_quantity == quantity)
+      return; // listed with this quantity already
+    unpriced_quantity = quantity;
+    persistence::unpriced_window u;
+    u.customer_id = customer_id_;
+    u.metric = meter_.metric;
+    u.window_start = start;
+    u.window_end = end;
+    u.quantity = quantity;
+    u.reason = r.reason;
+    u.price_book_id = r.price_book_id;
+    out_.records.unpriced.push_back({emit_.key(p, order_t, customer_id_, meter_.metric), u});
+    return;
+  }
+  if (only_if_changed && current && current->quantity == quantity &&
+      current->amount == r.charge->amount)
+    return;
+  charge_record c;
+  c.customer_id = customer_id_;
+  c.metric = meter_.metric;
+  c.window_start = start;
+  c.window_end = end;
+  c.aggregation_id = aggregation_id;
+  c.quantity = quantity;
+  c.trigger = trigger;
+  if (current)
+    c.supersedes_charge_id = current->charge_id;
+  c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric, format_rfc3339(start),
+                                         c.supersedes_charge_id.value_or("")});
+  c.calculation = std::move(*r.charge);
+  c.source_event_ids = source_ids();
+  c.source_event_count = c.source_event_ids.size();
+  current = current_charge{c.charge_id, quantity, c.amount(), c.calculation.rounding};
+  out_.records.charges.push_back({emit_.key(p, order_t, c.customer_id, c.metric), std::move(c)});
+}
+
+void rating_state::add_final(std::uint64_t step, window_final&& w) {
+  emit_.step = step;
+  final_window& fw =
+      windows_
+          .insert_or_assign(
+              w.start,
+              final_window{std::move(w.aggregate), std::move(w.aggregation_id), w.revision, {}, {}})
+          .first->second;
+  if (!config::is_additive(meter_.kind))
+    return;
+  const decimal q = fw.aggregate.quantity();
+  const decimal after = cumulative_ + q;
+  emit_rating(
+      phase::finalize, w.end, w.start, w.end, fw.aggregation_id,
+      [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(w.start, cumulative_, after),
+      charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
+  cumulative_ = after;
+  update_line(w.start, q, fw.charge);
+}
+
+void rating_state::close_period(std::uint64_t step) {
+  emit_.step = step;
+  if (!closed_)
+    rate_period(phase::finalize, charge_trigger::period_close, false);
+}
+
+// Period-level meters: one charge per period on the period quantity, rated with the version
+// of the period's last window.
+void rating_state::rate_period(phase p, charge_trigger trigger, bool only_if_changed) {
+  std::vector<const window_aggregate*> aggs;
+  std::uint64_t event_count = 0;
+  for (auto& [start, fw] : windows_) {
+    aggs.push_back(&fw.aggregate);
+    event_count += fw.aggregate.event_count();
+  }
+  auto sources = [&] {
+    std::vector<std::string> ids;
+    for (auto& [start, fw] : windows_)
+      for (auto& id : fw.aggregate.sorted_event_ids())
+        ids.push_back(std::move(id));
+    return ids;
+  };
+  const decimal q = window_aggregate::period_quantity(meter_.kind, aggs);
+  period_aggregation_id_ = persistence::content_id({"period_aggregate", customer_id_, meter_.metric,
+                                                    format_rfc3339(period_.start),
+                                                    std::to_string(event_count), q.to_string()});
+  const timestamp last_window = period_.end - cfg_.window_size;
+  emit_rating(p, period_.end, period_.start, period_.end, period_aggregation_id_, sources, q,
+              rate(last_window, decimal(), q), trigger, period_charge_, period_unpriced_quantity_,
+              only_if_changed);
+  closed_ = true;
+  update_line(period_.start, period_charge_ ? period_charge_->quantity : decimal(), period_charge_);
+}
+
+void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>& changed,
+                          timestamp watermark) {
+  emit_.step = step;
+  std::map<timestamp, window_aggregate> fresh;
+  for (std::uint32_t index : store_.events_of(customer_id_)) {
+    // The partition stores a whole batch before it applies its later events: the re-rate sees
+    // the input up to the step that runs it, whatever the batch size or a restore replays.
+    if (store_.source_position(index) > step)
+      continue;
+    const persistence::event& e = store_.at(index);
+    if (e.event_type != meter_.event_type || e.event_time < period_.start ||
+        e.event_time >= period_.end)
+      continue;
+    const timestamp start = pricing::window_start(e.event_time, cfg_.window_size);
+    if (!changed.count(start))
+      continue;
+    if (plus(start + cfg_.window_size, cfg_.allowed_lateness) > watermark)
+      continue; // not final yet: the window stage owns it
+    auto reading = read_meter(meter_, e);
+    if (!reading)
+      continue;
+    fresh.try_emplace(start, meter_.kind).first->second.add(e, *reading);
+  }
+  for (auto& [start, agg] : fresh) {
+    auto it = windows_.find(start);
+    if (it != windows_.end() && it->second.aggregate.same_content(agg))
+      continue;
+    const std::uint32_t revision = it == windows_.end() ? 0 : it->second.revision + 1;
+    persistence::aggregate_record r =
+        make_aggregate_record(customer_id_, meter_.metric, start, start + cfg_.window_size,
+                              revision, aggregate_kind::reaggregated, agg);
+    if (it == windows_.end())
+      it =
+          windows_.emplace(start, final_window{window_aggregate(meter_.kind), {}, 0, {}, {}}).first;
+    it->second.aggregate = std::move(agg);
+    it->second.revision = revision;
+    it->second.aggregation_id = r.aggregation_id;
+    out_.records.aggregates.push_back(
+        {emit_.key(p, period_.start, customer_id_, meter_.metric), std::move(r)});
+  }
+  if (config::is_additive(meter_.kind)) {
+    decimal cumulative;
+    for (auto& [start, fw] : windows_) {
+      const decimal q = fw.aggregate.quantity();
+      const decimal after = cumulative + q;
+      emit_rating(
+          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id,
+          [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(start, cumulative, after),
+          charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
+      cumulative = after;
+      update_line(start, q, fw.charge);
+    }
+    cumulative_ = cumulative;
+  } else if (closed_ || plus(period_.end, cfg_.allowed_lateness) <= watermark) {
+    rate_period(p, charge_trigger::rerate, closed_);
+  }
+}
+
+stage_output rating_state::take_output() {
+  stage_output o = std::move(out_);
+  out_ = {};
+  return o;
+}
+
+} // namespace meterflow::actors

@@ -1,0 +1,46 @@
+#include "actors/window_actor.hpp"
+
+namespace meterflow::actors {
+
+using persistence::aggregate_kind;
+
+window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
+                                   std::string customer_id, const config::meter* meter,
+                                   timestamp start, timestamp end) {
+  auto& st = self->state;
+  st.customer_id = std::move(customer_id);
+  st.meter = meter;
+  st.start = start;
+  st.end = end;
+  st.aggregate = window_aggregate(meter->kind);
+  auto record = [self](std::uint64_t step, phase p, aggregate_kind kind) {
+    auto& st = self->state;
+    stage_output out;
+    out.records.aggregates.push_back(
+        {order_key{step, p, st.end, st.customer_id, st.meter->metric, 0},
+         make_aggregate_record(st.customer_id, st.meter->metric, st.start, st.end, st.revisions++,
+                               kind, st.aggregate)});
+    return out;
+  };
+  return {[self](add_atom, const window_inputs& in) {
+            for (const window_input& i : in.inputs)
+              self->state.aggregate.add(*i.event, i.reading);
+          },
+          [record](close_atom, std::uint64_t step) {
+            return record(step, phase::provisional, aggregate_kind::provisional);
+          },
+          [self, record](finalize_atom, std::uint64_t step) {
+            auto& st = self->state;
+            finalized_window f;
+            f.output = record(step, phase::finalize, aggregate_kind::final);
+            f.final.start = st.start;
+            f.final.end = st.end;
+            f.final.revision = st.revisions - 1;
+            f.final.aggregation_id = f.output.records.aggregates.back().record.aggregation_id;
+            f.final.aggregate = std::move(st.aggregate);
+            self->quit();
+            return f;
+          }};
+}
+
+} // namespace meterflow::actors

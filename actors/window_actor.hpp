@@ -1,0 +1,27 @@
+#pragma once
+
+// The window actor: one per customer x metric x window. It aggregates the events the partition
+// sends it, emits a provisional aggregate when asked at close (and again when stragglers
+// changed it), the final one when the allowed lateness has passed, and then ends.
+
+#include "actors/interfaces.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+namespace meterflow::actors {
+
+struct window_actor_state {
+  static inline const char* name = "window";
+  std::string customer_id;
+  const config::meter* meter = nullptr;
+  timestamp start = 0;
+  timestamp end = 0;
+  window_aggregate aggregate{config::aggregation::count};
+  std::uint32_t revisions = 0; // aggregate revisions emitted so far
+};
+
+window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
+                                   std::string customer_id, const config::meter* meter,
+                                   timestamp start, timestamp end);
+
+} // namespace meterflow::actors
