@@ -97,6 +97,8 @@ using rate_atom = caf::atom_constant<caf::atom("rate")>;
 using rerate_atom = caf::atom_constant<caf::atom("rerate")>;
 using lines_atom = caf::atom_constant<caf::atom("lines")>;
 using issue_atom = caf::atom_constant<caf::atom("issue")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using final_atom = caf::atom_constant<caf::atom("final")>;
 
 } // namespace meterflow::actors
 

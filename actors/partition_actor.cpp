@@ -131,7 +131,9 @@ void partition_actor_state::add_event(std::uint32_t index) {
     auto& slot = windows[{e.customer_id, m.metric, start}];
     if (!slot) {
       slot = std::make_unique<window_entry>();
-      slot->handle = self->spawn<caf::linked>(window, e.customer_id, &m, start, end);
+      // Lazy: it starts with its first message, the events flush_inputs() sends.
+      slot->handle = self->spawn<caf::linked + caf::lazy_init>(window, parent(), e.customer_id, &m,
+                                                               start, end);
       slot->customer_id = e.customer_id;
       slot->meter = &m;
       slot->start = start;
@@ -219,22 +221,13 @@ void partition_actor_state::begin_step(std::uint64_t seq, timestamp to, bool fin
 
 void partition_actor_state::stage_windows() {
   for (window_entry* w : work_.provisional)
-    ask<stage_output>(
-        w->handle, [this](stage_output& o) { take(o, nullptr); }, close_atom::value, work_.seq);
-  for (auto& w : work_.finalizing) {
-    scope_key scope{w->customer_id, w->meter->metric, pricing::period_of(w->start).start};
-    ask<finalized_window>(
-        w->handle,
-        [this, scope](finalized_window& f) {
-          take(f.output, nullptr);
-          work_.finals.emplace_back(scope, std::move(f.final));
-        },
-        finalize_atom::value, work_.seq);
-  }
+    tell(w->handle, close_atom::value, work_.seq);
+  for (auto& w : work_.finalizing)
+    tell(w->handle, finalize_atom::value, work_.seq);
   then([this] { stage_rating(); });
 }
 
-// Final windows go to their rating scope in window order, whatever order the windows replied in.
+// Final windows go to their rating scope in window order.
 void partition_actor_state::stage_rating() {
   std::sort(work_.finals.begin(), work_.finals.end(), [](const auto& a, const auto& b) {
     return std::tie(a.first, a.second.start) < std::tie(b.first, b.second.start);
@@ -258,11 +251,8 @@ void partition_actor_state::stage_rating() {
   }
   work_.finalizing.clear();
   work_.finals.clear();
-  for (auto& [scope, in] : inputs) {
-    ask<stage_output>(
-        scope->handle, [this, scope](stage_output& o) { take(o, scope->invoice); },
-        rate_atom::value, std::move(in));
-  }
+  for (auto& [scope, in] : inputs)
+    tell(scope->handle, rate_atom::value, std::move(in));
   then([this] { stage_interval_rerates(); });
 }
 
@@ -290,9 +280,7 @@ void partition_actor_state::stage_due_invoices() {
       },
       [this] {
         for (invoice_entry* inv : work_.due)
-          ask<stage_output>(
-              inv->handle, [this](stage_output& o) { take(o, nullptr); }, issue_atom::value,
-              invoice_request{work_.seq, watermark, false});
+          tell(inv->handle, issue_atom::value, invoice_request{work_.seq, watermark, false});
         then([this] { stage_end_of_input(); });
       });
 }
@@ -325,9 +313,8 @@ void partition_actor_state::rerates(phase p, const std::function<bool(const rera
     scope_entry& scope =
         scope_for(s.customer_id, *cfg->find_meter(s.metric), pricing::period_of(s.period_start));
     touched.insert(scope.invoice);
-    ask<stage_output>(
-        scope.handle, [this, sc = &scope](stage_output& o) { take(o, sc->invoice); },
-        rerate_atom::value, rerate_request{work_.seq, p, std::move(it->second), watermark});
+    tell(scope.handle, rerate_atom::value,
+         rerate_request{work_.seq, p, std::move(it->second), watermark});
     it = dirty_scopes.erase(it);
   }
   then([this, touched = std::move(touched), next = std::move(next)]() mutable {
@@ -338,32 +325,24 @@ void partition_actor_state::rerates(phase p, const std::function<bool(const rera
 // After re-rates: each touched invoice issues a correction (or its standard invoice).
 void partition_actor_state::settle(std::set<invoice_entry*> touched, std::function<void()> next) {
   for (invoice_entry* inv : touched)
-    ask<stage_output>(
-        inv->handle, [this](stage_output& o) { take(o, nullptr); }, issue_atom::value,
-        invoice_request{work_.seq, watermark, true});
+    tell(inv->handle, issue_atom::value, invoice_request{work_.seq, watermark, true});
   then(std::move(next));
 }
 
 // --- requests and replies -----------------------------------------------------------------
 
-template <class Reply, class Handle, class... Ts>
-void partition_actor_state::ask(const Handle& h, std::function<void(Reply&)> on_reply, Ts&&... xs) {
+template <class Handle, class... Ts>
+void partition_actor_state::tell(const Handle& h, Ts&&... xs) {
   ++outstanding_;
-  self->request(h, caf::infinite, std::forward<Ts>(xs)...)
-      .then(
-          [this, on_reply = std::move(on_reply)](Reply& r) {
-            on_reply(r);
-            if (--outstanding_ == 0) {
-              auto next = std::move(next_);
-              next_ = nullptr;
-              next();
-            }
-          },
-          [this](caf::error& e) {
-            // A stage actor failed: so does the partition; the supervisor restarts it from the
-            // store.
-            self->quit(std::move(e));
-          });
+  self->send(h, std::forward<Ts>(xs)...);
+}
+
+void partition_actor_state::replied() {
+  if (--outstanding_ > 0)
+    return;
+  auto next = std::move(next_);
+  next_ = nullptr;
+  next();
 }
 
 void partition_actor_state::then(std::function<void()> next) {
@@ -373,17 +352,24 @@ void partition_actor_state::then(std::function<void()> next) {
     next_ = std::move(next);
 }
 
-// Records of a reply go to the partition's output; line updates go on to the invoice stage
-// before anything asks it to issue.
-void partition_actor_state::take(stage_output& o, invoice_entry* invoice) {
+// A stage's records go to the partition's output.
+void partition_actor_state::on_done(stage_output& o) {
   append(out_.aggregates, o.records.aggregates);
   append(out_.charges, o.records.charges);
   append(out_.unpriced, o.records.unpriced);
   append(out_.invoices, o.records.invoices);
-  if (invoice && !o.lines.empty())
-    self->send(invoice->handle, lines_atom::value, line_updates{std::move(o.lines)});
   if (!o.fatal.empty() && fatal_.empty())
     fatal_ = o.fatal;
+  replied();
+}
+
+// A final window waits for its rating scope (stage_rating), which takes the scope's final
+// windows in window order whatever order the windows replied in.
+void partition_actor_state::on_final(finalized_window& f) {
+  const persistence::aggregate_record& r = f.output.records.aggregates.back().record;
+  scope_key scope{r.customer_id, r.metric, pricing::period_of(r.window_start).start};
+  work_.finals.emplace_back(std::move(scope), std::move(f.final));
+  on_done(f.output);
 }
 
 // --- scopes -------------------------------------------------------------------------------
@@ -393,7 +379,7 @@ partition_actor_state::invoice_for(const std::string& customer, const pricing::p
   auto& slot = invoices[{customer, period.start}];
   if (!slot) {
     slot = std::make_unique<invoice_entry>();
-    slot->handle = self->spawn<caf::linked>(invoice, cfg, customer, period);
+    slot->handle = self->spawn<caf::linked>(invoice, parent(), cfg, customer, period);
     slot->customer_id = customer;
     slot->period = period;
     invoice_due.emplace(plus(period.end, cfg->allowed_lateness), slot.get());
@@ -407,14 +393,19 @@ partition_actor_state::scope_for(const std::string& customer, const config::mete
   auto& slot = scopes[{customer, m.metric, period.start}];
   if (!slot) {
     slot = std::make_unique<scope_entry>();
-    slot->handle = self->spawn<caf::linked>(
-        rating, cfg, static_cast<const persistence::event_store*>(store), customer, &m, period);
-    slot->meter = &m;
     slot->invoice = &invoice_for(customer, period);
+    slot->handle = self->spawn<caf::linked>(rating, parent(), slot->invoice->handle, cfg,
+                                            static_cast<const persistence::event_store*>(store),
+                                            customer, &m, period);
+    slot->meter = &m;
     if (!config::is_additive(m.kind))
       period_close.emplace(plus(period.end, cfg->allowed_lateness), slot.get());
   }
   return *slot;
+}
+
+partition_actor partition_actor_state::parent() {
+  return caf::actor_cast<partition_actor>(self);
 }
 
 partition_report partition_actor_state::report() {
@@ -445,7 +436,9 @@ partition(partition_actor::stateful_pointer<partition_actor_state> self, std::ui
   st.cfg = cfg;
   st.store = store;
   st.crash_at_batch = crash_at_batch;
-  return {[self](admit_atom, event_batch& batch) -> admit_result {
+  return {[self](done_atom, stage_output& o) { self->state.on_done(o); },
+          [self](final_atom, finalized_window& f) { self->state.on_final(f); },
+          [self](admit_atom, event_batch& batch) -> admit_result {
             return {self->state.partition, self->state.admit(std::move(batch.events))};
           },
           [self](apply_atom, watermark_steps& steps) {

@@ -37,6 +37,9 @@ struct partition_actor_state {
   // watermark to +infinity); calls `done` when every stage has replied.
   void start(std::vector<watermark_step> steps, bool end_of_input, std::function<void()> done);
   partition_report report();
+  // Replies of the stage actors.
+  void on_done(stage_output& o);
+  void on_final(finalized_window& f);
 
   struct window_entry {
     window_actor handle;
@@ -112,11 +115,12 @@ private:
                std::function<void()> next);
   void settle(std::set<invoice_entry*> touched, std::function<void()> next);
 
-  // Every request of a stage counts here; `next` runs when the last reply is in.
-  template <class Reply, class Handle, class... Ts>
-  void ask(const Handle& h, std::function<void(Reply&)> on_reply, Ts&&... xs);
+  // Every message that expects a reply counts here; the last reply runs what then() set.
+  template <class Handle, class... Ts>
+  void tell(const Handle& h, Ts&&... xs);
+  void replied();
   void then(std::function<void()> next);
-  void take(stage_output& o, invoice_entry* invoice);
+  partition_actor parent();
 
   scope_entry& scope_for(const std::string& customer, const config::meter& m,
                          const pricing::period& period);

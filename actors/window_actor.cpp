@@ -1,13 +1,16 @@
 #include "actors/window_actor.hpp"
 
+#include "actors/faults.hpp"
+
 namespace meterflow::actors {
 
 using persistence::aggregate_kind;
 
 window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
-                                   std::string customer_id, const config::meter* meter,
-                                   timestamp start, timestamp end) {
+                                   partition_actor partition, std::string customer_id,
+                                   const config::meter* meter, timestamp start, timestamp end) {
   auto& st = self->state;
+  st.partition = std::move(partition);
   st.customer_id = std::move(customer_id);
   st.meter = meter;
   st.start = start;
@@ -26,10 +29,12 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
             for (const window_input& i : in.inputs)
               self->state.aggregate.add(*i.event, i.reading);
           },
-          [record](close_atom, std::uint64_t step) {
-            return record(step, phase::provisional, aggregate_kind::provisional);
+          [self, record](close_atom, std::uint64_t step) {
+            self->send(self->state.partition, done_atom::value,
+                       record(step, phase::provisional, aggregate_kind::provisional));
           },
           [self, record](finalize_atom, std::uint64_t step) {
+            stage_fault_point(stage_kind::window, "window");
             auto& st = self->state;
             finalized_window f;
             f.output = record(step, phase::finalize, aggregate_kind::final);
@@ -38,8 +43,8 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
             f.final.revision = st.revisions - 1;
             f.final.aggregation_id = f.output.records.aggregates.back().record.aggregation_id;
             f.final.aggregate = std::move(st.aggregate);
+            self->send(st.partition, final_atom::value, std::move(f));
             self->quit();
-            return f;
           }};
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 
 // The window actor: one per customer x metric x window. It aggregates the events the partition
-// sends it, emits a provisional aggregate when asked at close (and again when stragglers
-// changed it), the final one when the allowed lateness has passed, and then ends.
+// sends it, reports a provisional aggregate when told the window closed (and again when
+// stragglers changed it), the final one when the allowed lateness has passed, and then ends.
 
 #include "actors/interfaces.hpp"
 
@@ -10,8 +10,11 @@
 
 namespace meterflow::actors {
 
+// A constructor, so CAF does not take the state for an aggregate built from the actor.
 struct window_actor_state {
+  window_actor_state() = default;
   static inline const char* name = "window";
+  partition_actor partition;
   std::string customer_id;
   const config::meter* meter = nullptr;
   timestamp start = 0;
@@ -21,7 +24,7 @@ struct window_actor_state {
 };
 
 window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
-                                   std::string customer_id, const config::meter* meter,
-                                   timestamp start, timestamp end);
+                                   partition_actor partition, std::string customer_id,
+                                   const config::meter* meter, timestamp start, timestamp end);
 
 } // namespace meterflow::actors

@@ -4,6 +4,7 @@
 // their dedup outcomes, restarts a crashed partition from the store, and hands everything
 // the partitions emit to the sink.
 
+#include "actors/faults.hpp"
 #include "actors/partition_actor.hpp"
 #include "config/config.hpp"
 #include "persistence/memory_store.hpp"
@@ -119,6 +120,8 @@ std::uint64_t parse_count(const command_line& cl, const std::string& name, std::
 
 // Test-only fault hooks, from the environment so no user-facing option exposes them:
 //   METERFLOW_TEST_FAULT=crash_partition:P:B   partition P throws while applying batch B
+//   METERFLOW_TEST_FAULT=crash_stage:S:N       the N-th message a stage S (window, rating or
+//                                              invoice) handles throws
 //   METERFLOW_TEST_FAULT=break_chain           drop the last charge before reconciling
 struct fault_hooks {
   std::uint32_t crash_partition = 0;
@@ -139,6 +142,14 @@ fault_hooks read_fault_hooks() {
     const auto colon = rest.find(':');
     f.crash_partition = static_cast<std::uint32_t>(std::stoul(rest.substr(0, colon)));
     f.crash_batch = std::stoull(rest.substr(colon + 1));
+  } else if (spec.rfind("crash_stage:", 0) == 0) {
+    const auto rest = spec.substr(12);
+    const auto colon = rest.find(':');
+    const std::string stage = rest.substr(0, colon);
+    const actors::stage_kind kind = stage == "window"   ? actors::stage_kind::window
+                                    : stage == "rating" ? actors::stage_kind::rating
+                                                        : actors::stage_kind::invoice;
+    actors::stage_fault_countdown(kind) = std::stoull(rest.substr(colon + 1));
   }
   return f;
 }

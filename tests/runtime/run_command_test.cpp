@@ -347,6 +347,29 @@ TEST_CASE("run: a partition that crashes is restarted from the store and the out
   }
 }
 
+TEST_CASE("run: a window, rating or invoice actor that crashes takes its partition down; both "
+          "are rebuilt from the store and the output is unchanged",
+          "[cli][run]") {
+  temp_dir dir;
+  write_scenario(dir, 53, 54, meterflow::test::arrival::jittered);
+  const std::string options = "--partitions 3 --batch-size 5";
+  const auto clean = run(dir / "config.json", dir / "events.ndjson", dir / "clean", options);
+  REQUIRE(clean.status == 0);
+  const char* const specs[] = {"crash_stage:window:1",  "crash_stage:window:40",
+                               "crash_stage:rating:2",  "crash_stage:rating:25",
+                               "crash_stage:invoice:1", "crash_stage:invoice:3"};
+  for (const std::string spec : specs) {
+    INFO(spec);
+    fault_injection fault(spec);
+    fs::remove_all(dir / "crashed");
+    const auto r = run(dir / "config.json", dir / "events.ndjson", dir / "crashed", options);
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("restarting it from the store") != std::string::npos);
+    CHECK(compare_outputs(dir / "clean", dir / "crashed") == "");
+  }
+}
+
 TEST_CASE("run: bad input never stops the run", "[cli][run]") {
   temp_dir dir;
   write_file(dir / "config.json", simple_config);
