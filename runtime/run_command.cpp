@@ -434,7 +434,11 @@ private:
             : 0;
     // A service resuming re-reads its later lines; a crashed partition does not.
     const bool queue_later_events = !resumed_ || slots_[p].handle != nullptr;
-    slots_[p].handle = sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash);
+    // A partition on PostgreSQL blocks on its writes: it gets a thread of its own, off the
+    // scheduler its stage actors run on.
+    slots_[p].handle =
+        records_ ? sys_.spawn<caf::detached>(partition, p, &cfg_, slots_[p].store.get(), crash)
+                 : sys_.spawn(partition, p, &cfg_, slots_[p].store.get(), crash);
     self_->monitor(slots_[p].handle);
     if (!restore)
       return;
