@@ -143,6 +143,23 @@ void invoice_state::settle(std::uint64_t step, timestamp watermark) {
   emit(std::move(r));
 }
 
+void invoice_state::restore(const std::vector<persistence::invoice_record>& issued) {
+  for (const persistence::invoice_record& inv : issued) {
+    issued_ = true;
+    if (inv.type == persistence::invoice_type::correction)
+      ++corrections_;
+    for (const persistence::invoice_line& l : inv.line_items) {
+      billed_line& b = billed_[l.metric];
+      b.quantity += l.quantity;
+      b.amount += l.amount;
+      b.charge_ids.insert(l.charge_ids.begin(), l.charge_ids.end());
+    }
+    billed_subtotal_ += inv.subtotal;
+    billed_credits_ += inv.credits_applied;
+    billed_total_ += inv.total;
+  }
+}
+
 stage_output invoice_state::take_output() {
   stage_output o = std::move(out_);
   out_ = {};

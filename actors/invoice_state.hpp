@@ -24,6 +24,11 @@ public:
   // standard invoice of a final period that had none.
   void settle(std::uint64_t step, timestamp watermark);
 
+  // Re-rating a period of the store (`meterflow rerate`): what its stored invoices (the
+  // standard one and its corrections, in issue order) billed so far.
+  void restore(const std::vector<persistence::invoice_record>& issued);
+  bool issued() const { return issued_; }
+
   stage_output take_output();
 
 private:

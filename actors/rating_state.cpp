@@ -194,6 +194,44 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
   }
 }
 
+void rating_state::restore_window(timestamp start, window_aggregate&& aggregate,
+                                  std::string aggregation_id, std::uint32_t revision,
+                                  std::optional<current_charge> charge,
+                                  std::optional<decimal> unpriced_quantity) {
+  const decimal q = aggregate.quantity();
+  windows_.insert_or_assign(start, final_window{std::move(aggregate), std::move(aggregation_id),
+                                                revision, std::move(charge), unpriced_quantity});
+  cumulative_ += q;
+}
+
+void rating_state::restore_period_charge(current_charge charge) {
+  period_charge_ = std::move(charge);
+  closed_ = true;
+}
+
+std::vector<line_update> rating_state::lines() const {
+  std::vector<line_update> out;
+  if (!config::is_additive(meter_.kind)) {
+    if (closed_)
+      out.push_back({meter_.metric, period_.start,
+                     period_charge_ ? period_charge_->quantity : decimal(), period_charge_});
+    return out;
+  }
+  for (const auto& [start, fw] : windows_)
+    out.push_back({meter_.metric, start, fw.aggregate.quantity(), fw.charge});
+  return out;
+}
+
+decimal rating_state::charged() const {
+  decimal sum;
+  if (period_charge_)
+    sum += period_charge_->amount;
+  for (const auto& [start, fw] : windows_)
+    if (fw.charge)
+      sum += fw.charge->amount;
+  return sum;
+}
+
 stage_output rating_state::take_output() {
   stage_output o = std::move(out_);
   out_ = {};

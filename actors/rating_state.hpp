@@ -30,6 +30,19 @@ public:
   // now, and supersedes the charges that changed.
   void rerate(std::uint64_t step, phase p, const std::set<timestamp>& changed, timestamp watermark);
 
+  // Re-rating a scope of the store (`meterflow rerate`): its final windows and current
+  // charges as stored, before rerate(). `unpriced_quantity` is the quantity a window without a
+  // charge was listed with.
+  void restore_window(timestamp start, window_aggregate&& aggregate, std::string aggregation_id,
+                      std::uint32_t revision, std::optional<current_charge> charge,
+                      std::optional<decimal> unpriced_quantity);
+  // Period-level meters: the period's stored charge; the period counts as rated.
+  void restore_period_charge(current_charge charge);
+  // What the invoice accumulator needs of this scope now: every final window (or the period).
+  std::vector<line_update> lines() const;
+  // The sum of the amounts of the charges in force.
+  decimal charged() const;
+
   stage_output take_output();
 
 private:

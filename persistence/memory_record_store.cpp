@@ -48,6 +48,9 @@ public:
     for (const auto& r : batch.rejected)
       if (rejected_lines_.insert(r.line).second)
         rejected_.push_back(r);
+    for (const auto& r : batch.rerate_runs)
+      if (rerate_run_ids_.insert(r.rerate_run_id).second)
+        rerate_runs_.push_back(r);
     if (batch.progress)
       progress_.push_back(*batch.progress);
   }
@@ -95,6 +98,7 @@ public:
 
   std::vector<unpriced_window> unpriced() const override { return unpriced_; }
   std::vector<rejected_line> rejected() const override { return rejected_; }
+  std::vector<rerate_run> rerate_runs() const override { return rerate_runs_; }
 
   std::optional<source_progress> progress(const std::string& source) const override {
     for (auto it = progress_.rbegin(); it != progress_.rend(); ++it)
@@ -201,6 +205,8 @@ private:
   std::vector<status_event> status_events_;
   std::vector<ledger_entry> ledger_;
   std::map<std::string, std::string> book_currency_;
+  std::vector<rerate_run> rerate_runs_;
+  std::set<std::string> rerate_run_ids_;
   std::vector<published_version> versions_;
 };
 

@@ -260,6 +260,14 @@ CREATE TRIGGER rerate_runs_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
   ON rerate_runs FOR EACH STATEMENT EXECUTE FUNCTION meterflow_append_only();
 )sql";
 
+const char* const v5_rerate_runs = R"sql(
+ALTER TABLE rerate_runs
+  ADD COLUMN run_seq bigserial,
+  ADD COLUMN reason  text NOT NULL DEFAULT '',
+  ADD COLUMN scope   jsonb NOT NULL DEFAULT '{}',
+  ADD COLUMN result  jsonb NOT NULL DEFAULT '{}';
+)sql";
+
 const char* const v4_progress = R"sql(
 CREATE TABLE serve_progress (
   progress_seq bigserial PRIMARY KEY,
@@ -317,6 +325,7 @@ const std::vector<migration>& migrations() {
       {2, "records: aggregates, price books, charges, invoices, status events, ledger", v2_records},
       {3, "current charges and current invoice status views", v3_views},
       {4, "service progress through its input", v4_progress},
+      {5, "re-rate runs: reason, scope and result", v5_rerate_runs},
   };
   return all;
 }

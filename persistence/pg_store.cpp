@@ -507,6 +507,13 @@ public:
       for (const auto& i : batch.invoices)
         append_invoice(tx, i);
       append_rejected(tx, batch.rejected);
+      for (const auto& r : batch.rerate_runs)
+        tx.exec_params("INSERT INTO rerate_runs (rerate_run_id, trigger, reason, scope, result, "
+                       "superseding_charge_ids, correction_invoice_ids) "
+                       "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7) "
+                       "ON CONFLICT (rerate_run_id) DO NOTHING",
+                       r.rerate_run_id, r.trigger, r.reason, r.scope_json, r.result_json,
+                       text_array(r.superseding_charge_ids), text_array(r.correction_invoice_ids));
       if (batch.progress)
         tx.exec_params(
             "INSERT INTO serve_progress (source, position, finished) VALUES ($1, $2, $3)",
@@ -608,6 +615,20 @@ public:
                                    "rejected_events ORDER BY emission_seq"))
         out.push_back({r[0].as<std::uint64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
                        bytes_of_hex(r[3].c_str())});
+      return out;
+    });
+  }
+
+  std::vector<rerate_run> rerate_runs() const override {
+    return read(*c_, "reading re-rate runs", [&](snapshot& tx) {
+      std::vector<rerate_run> out;
+      for (const auto& r :
+           tx.exec("SELECT rerate_run_id, trigger, reason, scope::text, result::text, "
+                   "to_json(superseding_charge_ids), to_json(correction_invoice_ids) "
+                   "FROM rerate_runs ORDER BY run_seq"))
+        out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                       r[3].as<std::string>(), r[4].as<std::string>(), strings_of_json(r[5]),
+                       strings_of_json(r[6])});
       return out;
     });
   }

@@ -89,6 +89,18 @@ struct invoice_record {
   std::vector<std::string> credit_reasons;
 };
 
+// One re-rate (SEMANTICS §7): what started it, why, its scope and what it changed. The scope
+// and the result are JSON objects (the comparison per customer, metric and period).
+struct rerate_run {
+  std::string rerate_run_id;
+  std::string trigger; // manual
+  std::string reason;
+  std::string scope_json;
+  std::string result_json;
+  std::vector<std::string> superseding_charge_ids;
+  std::vector<std::string> correction_invoice_ids;
+};
+
 struct rejected_line {
   std::uint64_t line = 0;
   std::string reason; // machine-readable (bad_json, missing_field, ..., event_id_conflict)

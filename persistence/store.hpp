@@ -95,6 +95,7 @@ struct record_batch {
   std::vector<unpriced_window> unpriced;
   std::vector<invoice_record> invoices;
   std::vector<rejected_line> rejected;
+  std::vector<rerate_run> rerate_runs;
   std::optional<source_progress> progress = std::nullopt; // committed with the records when set
 };
 
@@ -128,6 +129,8 @@ public:
   // Unpriced windows and rejected lines, in emission order.
   virtual std::vector<unpriced_window> unpriced() const = 0;
   virtual std::vector<rejected_line> rejected() const = 0;
+  // Re-rate runs, in the order they were recorded.
+  virtual std::vector<rerate_run> rerate_runs() const = 0;
   // The latest progress appended for `source`.
   virtual std::optional<source_progress> progress(const std::string& source) const = 0;
 

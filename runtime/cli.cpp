@@ -19,6 +19,7 @@ Commands:
   serve     the durable engine on PostgreSQL: resumable after a crash, nothing lost or doubled
   explain   how a charge or an invoice of a run came about
   invoice   show an invoice of the store, or change its status (paid, void)
+  rerate    re-rate a scope of the store with the price books as configured now
   quote     price a quantity under the price book version in force at a time
   migrate   create or upgrade the PostgreSQL schema (--store URL)
   help      show this text, or `meterflow help <command>` for a command's options
@@ -38,6 +39,7 @@ const command commands[] = {
     {"quote", quote_command, &quote_usage},       {"run", run_command, &run_usage},
     {"serve", serve_command, &serve_usage},       {"explain", explain_command, &explain_usage},
     {"invoice", invoice_command, &invoice_usage}, {"migrate", migrate_command, &migrate_usage},
+    {"rerate", rerate_command, &rerate_usage},
 };
 
 const command* find_command(const std::string& name) {

@@ -18,6 +18,8 @@ int explain_command(const std::vector<std::string>& args);
 int invoice_command(const std::vector<std::string>& args);
 extern const char* const invoice_usage;
 extern const char* const explain_usage;
+int rerate_command(const std::vector<std::string>& args);
+extern const char* const rerate_usage;
 int migrate_command(const std::vector<std::string>& args);
 extern const char* const migrate_usage;
 

@@ -1,0 +1,197 @@
+// `meterflow rerate`: a dispute fixed with a corrected price version and a manual re-rate of the
+// store (SEMANTICS §7): dry run, correction invoices, idempotence, credit notes.
+
+#include "pricing/decimal.hpp"
+#include "support/pg_test_schema.hpp"
+#include "support/process.hpp"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+using meterflow::test::run_meterflow;
+using meterflow::test::shell_quote;
+using nlohmann::json;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string examples = std::string(METERFLOW_SOURCE_DIR) + "/examples";
+
+std::string scalar(const std::string& conninfo, const std::string& sql) {
+  pqxx::connection c(conninfo);
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec1(sql);
+  return r[0].is_null() ? "" : r[0].c_str();
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+// The example configuration with one more version of pb_flat published last: api_calls at
+// `price` from 2024-01-15 to 2024-02-01, over v2's interval (the last-published rule).
+fs::path corrected_config(const fs::path& dir, const std::string& name, const std::string& price) {
+  json cfg = read_json(examples + "/config.json");
+  for (auto& book : cfg["price_books"])
+    if (book["id"] == "pb_flat")
+      book["versions"].push_back({{"version", "v2-corrected-" + name},
+                                  {"effective_from", "2024-01-15T00:00:00Z"},
+                                  {"effective_until", "2024-02-01T00:00:00Z"},
+                                  {"prices",
+                                   {{"api_calls", {{"model", "flat"}, {"unit_price", price}}},
+                                    {"gb_stored", {{"model", "flat"}, {"unit_price", "0.05"}}}}}});
+  const fs::path path = dir / ("config-" + name + ".json");
+  std::ofstream(path) << cfg.dump(2);
+  return path;
+}
+
+// Σ totals of a customer's January invoices (standard + corrections).
+std::string january_total(const std::string& db, const std::string& customer) {
+  return scalar(db, "select sum(total)::text from invoices where customer_id = '" + customer +
+                        "' and period_start = '2024-01-01T00:00:00Z'");
+}
+
+// The same total from a fresh batch run (memory store) with `config`: what the re-rated store
+// must add up to (the key invariant of SEMANTICS §7).
+meterflow::pricing::decimal fresh_january_total(const fs::path& config, const fs::path& out,
+                                                const std::string& customer) {
+  const auto r = run_meterflow("run --quiet --config " + shell_quote(config.string()) +
+                               " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
+                               shell_quote(out.string()));
+  REQUIRE(r.status == 0);
+  meterflow::pricing::decimal sum;
+  for (const auto& e : fs::directory_iterator(out / "invoices")) {
+    const json inv = read_json(e.path());
+    if (inv["customer_id"] == customer && inv["period"]["start"] == "2024-01-01T00:00:00Z")
+      sum += meterflow::pricing::decimal::parse(inv["total"].get<std::string>()).value();
+  }
+  return sum;
+}
+
+meterflow::pricing::decimal dec(const std::string& text) {
+  return meterflow::pricing::decimal::parse(text).value();
+}
+
+} // namespace
+
+TEST_CASE("rerate: a corrected price version and a manual re-rate give one correction invoice; "
+          "the dry run shows it and writes nothing; running it again creates nothing",
+          "[cli][rerate][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema schema(*server, false);
+  const std::string& db = schema.conninfo();
+  const fs::path dir =
+      fs::temp_directory_path() / ("meterflow_rerate_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  REQUIRE(run_meterflow("run --quiet --config " + shell_quote(examples + "/config.json") +
+                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
+                        shell_quote((dir / "run").string()) + " --store " + shell_quote(db))
+              .status == 0);
+  const std::string original =
+      run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out;
+  const std::string charges_before = scalar(db, "select count(*) from rated_charges");
+  const auto before = dec(january_total(db, "c_flat"));
+
+  const fs::path config = corrected_config(dir, "up", "0.09");
+  const std::string rerate = "rerate --config " + shell_quote(config.string()) + " --store " +
+                             shell_quote(db) + " --from 2024-01 --customers c_flat --reason " +
+                             shell_quote("dispute 42: v2 price corrected") + " 2>&1";
+
+  // Nothing changes without the corrected version.
+  const auto unchanged =
+      run_meterflow("rerate --config " + shell_quote(examples + "/config.json") + " --store " +
+                    shell_quote(db) + " --from 2024-01 --reason check --dry-run 2>&1");
+  INFO(unchanged.out);
+  REQUIRE(unchanged.status == 0);
+  CHECK_THAT(unchanged.out, Catch::Contains("0 superseding charges, 0 correction invoices"));
+
+  // The dry run: the comparison, nothing written.
+  const auto dry = run_meterflow(rerate + " --dry-run");
+  INFO(dry.out);
+  REQUIRE(dry.status == 0);
+  CHECK_THAT(dry.out, Catch::Contains("c_flat") && Catch::Contains("api_calls") &&
+                          Catch::Contains("inv_c_flat_2024-01_c2") &&
+                          Catch::Contains("dry run: nothing written"));
+  CHECK(scalar(db, "select count(*) from rated_charges") == charges_before);
+  CHECK(scalar(db, "select count(*) from rerate_runs") == "0");
+
+  // The re-rate: superseding charges and one correction invoice linked to the original.
+  const auto done = run_meterflow(rerate);
+  INFO(done.out);
+  REQUIRE(done.status == 0);
+  CHECK(scalar(db,
+               "select count(*) from invoices where invoice_id = 'inv_c_flat_2024-01_c2' "
+               "and type = 'correction' and corrects_invoice_id = 'inv_c_flat_2024-01'") == "1");
+  CHECK(scalar(db, "select count(*) from rerate_runs where trigger = 'manual' and reason = "
+                   "'dispute 42: v2 price corrected' and "
+                   "correction_invoice_ids = '{inv_c_flat_2024-01_c2}'") == "1");
+  // Every superseding charge names the corrected version and supersedes a v2 charge.
+  CHECK(scalar(db, "select count(*) from rated_charges c join rated_charges old on "
+                   "old.charge_id = c.supersedes_charge_id where c.trigger = 'rerate' and "
+                   "c.version = 'v2-corrected-up' and old.version = 'v2'") != "0");
+  // The key invariant: the store's invoices add up to a fresh run with the corrected prices.
+  const auto after = dec(january_total(db, "c_flat"));
+  CHECK(after == fresh_january_total(config, dir / "fresh-up", "c_flat"));
+  CHECK(before < after);
+  // The original invoice never changes.
+  CHECK(run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out ==
+        original);
+
+  // Idempotent: the same re-rate again creates no document.
+  const std::string charges_after = scalar(db, "select count(*) from rated_charges");
+  const auto again = run_meterflow(rerate);
+  INFO(again.out);
+  REQUIRE(again.status == 0);
+  CHECK_THAT(again.out, Catch::Contains("0 superseding charges, 0 correction invoices"));
+  CHECK(scalar(db, "select count(*) from rated_charges") == charges_after);
+  CHECK(scalar(db, "select count(*) from invoices where customer_id = 'c_flat'") == "4");
+
+  // A correction that lowers the price: a credit note (negative total).
+  const fs::path lower = corrected_config(dir, "down", "0.05");
+  const auto credit = run_meterflow("rerate --config " + shell_quote(lower.string()) + " --store " +
+                                    shell_quote(db) +
+                                    " --from 2024-01 --to 2024-02 --customers c_flat --metrics "
+                                    "api_calls --reason " +
+                                    shell_quote("dispute 42: price lowered") + " 2>&1");
+  INFO(credit.out);
+  REQUIRE(credit.status == 0);
+  CHECK(dec(scalar(db, "select total::text from invoices where invoice_id = "
+                       "'inv_c_flat_2024-01_c3'"))
+            .is_negative());
+  CHECK(dec(january_total(db, "c_flat")) ==
+        fresh_january_total(lower, dir / "fresh-down", "c_flat"));
+  // February is outside the corrected interval: nothing changes there.
+  CHECK(scalar(db, "select count(*) from invoices where customer_id = 'c_flat' and "
+                   "period_start = '2024-02-01T00:00:00Z'") == "1");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("rerate: bad arguments are refused with the option named", "[cli][rerate]") {
+  const std::string config = shell_quote(examples + "/config.json");
+  struct bad {
+    std::string args, message;
+  };
+  const bad cases[] = {
+      {"--store x --from 2024-13 --reason r", "--from"},
+      {"--store x --from 2024-02 --to 2024-01 --reason r", "--to"},
+      {"--store x --from 2024-01 --metrics nope --reason r", "--metrics: no meter \"nope\""},
+      {"--store x --from 2024-01", "--reason"},
+      {"--store x --from 2024-01 --reason r --partitions 0", "--partitions"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args);
+    const auto r = run_meterflow("rerate --config " + config + " " + c.args + " 2>&1");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.out, Catch::Contains(c.message));
+  }
+}
