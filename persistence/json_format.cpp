@@ -1,5 +1,7 @@
 #include "persistence/json_format.hpp"
 
+#include <stdexcept>
+
 namespace meterflow::persistence {
 
 using pricing::format_rfc3339;
@@ -131,6 +133,145 @@ ordered_json to_json(const invoice_record& r) {
           {"subtotal", money(r.subtotal, r.currency)},
           {"credits_applied", money(r.credits_applied, r.currency)},
           {"total", money(r.total, r.currency)}};
+}
+
+namespace {
+
+[[noreturn]] void bad_field(const char* name, const std::string& why) {
+  throw std::invalid_argument(std::string("field \"") + name + "\": " + why);
+}
+
+const nlohmann::json& field(const nlohmann::json& j, const char* name) {
+  if (!j.is_object() || !j.contains(name))
+    bad_field(name, "missing");
+  return j[name];
+}
+
+std::string string_field(const nlohmann::json& j, const char* name) {
+  const auto& f = field(j, name);
+  if (!f.is_string())
+    bad_field(name, "not a string");
+  return f.get<std::string>();
+}
+
+std::optional<std::string> optional_string_field(const nlohmann::json& j, const char* name) {
+  if (field(j, name).is_null())
+    return std::nullopt;
+  return string_field(j, name);
+}
+
+std::uint64_t count_field(const nlohmann::json& j, const char* name) {
+  const auto& f = field(j, name);
+  if (!f.is_number_unsigned())
+    bad_field(name, "not a count");
+  return f.get<std::uint64_t>();
+}
+
+const nlohmann::json& array_field(const nlohmann::json& j, const char* name) {
+  const auto& f = field(j, name);
+  if (!f.is_array())
+    bad_field(name, "not an array");
+  return f;
+}
+
+std::vector<std::string> strings_field(const nlohmann::json& j, const char* name) {
+  std::vector<std::string> out;
+  for (const auto& s : array_field(j, name)) {
+    if (!s.is_string())
+      bad_field(name, "not an array of strings");
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+template <class T>
+T parsed_field(const nlohmann::json& j, const char* name,
+               pricing::result<T> (*parse)(std::string_view)) {
+  auto r = parse(string_field(j, name));
+  if (!r)
+    bad_field(name, r.error_value().message);
+  return std::move(r).value();
+}
+
+decimal decimal_field(const nlohmann::json& j, const char* name) {
+  return parsed_field(j, name, &decimal::parse);
+}
+
+timestamp time_field(const nlohmann::json& j, const char* name) {
+  return parsed_field(j, name, &pricing::parse_rfc3339);
+}
+
+template <class Enum, std::size_t N>
+Enum enum_field(const nlohmann::json& j, const char* name, const Enum (&values)[N]) {
+  const std::string text = string_field(j, name);
+  for (Enum v : values)
+    if (text == to_string(v))
+      return v;
+  bad_field(name, "unknown value \"" + text + "\"");
+}
+
+constexpr charge_trigger charge_triggers[] = {charge_trigger::window_final,
+                                              charge_trigger::period_close, charge_trigger::rerate};
+constexpr invoice_type invoice_types[] = {invoice_type::standard, invoice_type::correction};
+
+} // namespace
+
+invoice_record invoice_from_json(const nlohmann::json& j) {
+  invoice_record r;
+  r.invoice_id = string_field(j, "invoice_id");
+  r.type = enum_field(j, "type", invoice_types);
+  r.corrects_invoice_id = optional_string_field(j, "corrects_invoice_id");
+  r.customer_id = string_field(j, "customer_id");
+  r.period = pricing::period_of(time_field(field(j, "period"), "start"));
+  r.currency = string_field(j, "currency");
+  r.status = string_field(j, "status");
+  for (const auto& l : array_field(j, "line_items"))
+    r.line_items.push_back({string_field(l, "line_item_id"), string_field(l, "metric"),
+                            decimal_field(l, "quantity"), decimal_field(l, "amount"),
+                            strings_field(l, "charge_ids")});
+  r.subtotal = decimal_field(j, "subtotal");
+  r.credits_applied = decimal_field(j, "credits_applied");
+  r.total = decimal_field(j, "total");
+  return r;
+}
+
+charge_record charge_from_json(const nlohmann::json& j) {
+  charge_record r;
+  r.charge_id = string_field(j, "charge_id");
+  r.customer_id = string_field(j, "customer_id");
+  r.metric = string_field(j, "metric");
+  r.window_start = time_field(j, "window_start");
+  r.window_end = time_field(j, "window_end");
+  r.aggregation_id = string_field(j, "aggregation_id");
+  r.quantity = decimal_field(j, "quantity");
+  r.trigger = enum_field(j, "trigger", charge_triggers);
+  r.supersedes_charge_id = optional_string_field(j, "supersedes_charge_id");
+  auto& c = r.calculation;
+  c.cumulative_before = decimal_field(j, "cumulative_before");
+  c.cumulative_after = decimal_field(j, "cumulative_after");
+  c.amount = decimal_field(j, "amount");
+  c.currency = string_field(j, "currency");
+  c.price_book_id = string_field(j, "price_book_id");
+  c.version = string_field(j, "version");
+  c.effective_from = time_field(j, "effective_from");
+  if (!field(j, "effective_until").is_null())
+    c.effective_until = time_field(j, "effective_until");
+  const auto& calc = field(j, "calculation");
+  c.model = parsed_field(calc, "model", &pricing::parse_model_kind);
+  c.rounding = parsed_field(calc, "rounding", &pricing::parse_rounding_mode);
+  c.formula = string_field(calc, "formula");
+  c.price_before = decimal_field(calc, "price_before");
+  c.price_after = decimal_field(calc, "price_after");
+  for (const auto& t : array_field(calc, "tiers")) {
+    const auto& tier = field(t, "tier");
+    if (!tier.is_number_integer())
+      bad_field("tier", "not an integer");
+    c.tiers.push_back({tier.get<int>(), decimal_field(t, "units"), decimal_field(t, "unit_price"),
+                       decimal_field(t, "flat_fee"), decimal_field(t, "amount")});
+  }
+  r.source_event_count = count_field(j, "source_event_count");
+  r.source_event_ids = strings_field(j, "source_event_ids");
+  return r;
 }
 
 namespace {

@@ -18,6 +18,12 @@ ordered_json to_json(const unpriced_window& r);
 ordered_json to_json(const invoice_record& r);
 ordered_json to_json(const rejected_line& r);
 
+// The inverses of to_json for the records a run writes (invoices/<id>.json, charges.ndjson
+// lines), for tools that read a run's output back. A record not in that form throws
+// std::invalid_argument naming the field. An invoice's credit reasons are not in its JSON.
+invoice_record invoice_from_json(const nlohmann::json& j);
+charge_record charge_from_json(const nlohmann::json& j);
+
 // Compact one-line JSON (for NDJSON files).
 std::string to_line(const ordered_json& j);
 

@@ -18,7 +18,7 @@ Commands:
   run       events to invoices: the whole pipeline on a batch of events
   serve     the durable engine on PostgreSQL: resumable after a crash, nothing lost or doubled
   explain   how a charge or an invoice of a run came about
-  invoice   show an invoice of the store, or change its status (paid, void)
+  invoice   show an invoice of the store, change its status (paid, void), or render it as PDF
   rerate    re-rate a scope of the store with the price books as configured now
   quote     price a quantity under the price book version in force at a time
   migrate   create or upgrade the PostgreSQL schema (--store URL)

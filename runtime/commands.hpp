@@ -16,6 +16,7 @@ extern const char* const serve_usage;
 extern const char* const run_usage;
 int explain_command(const std::vector<std::string>& args);
 int invoice_command(const std::vector<std::string>& args);
+int invoice_pdf_command(const std::vector<std::string>& args); // `invoice pdf`
 extern const char* const invoice_usage;
 extern const char* const explain_usage;
 int rerate_command(const std::vector<std::string>& args);

@@ -12,27 +12,37 @@ namespace meterflow::runtime {
 
 const char* const invoice_usage = R"(Usage: meterflow invoice show --store URL INVOICE_ID
        meterflow invoice status --store URL --to STATUS --actor NAME [--reason TEXT] INVOICE_ID
+       meterflow invoice pdf (--out DIR | --store URL) [-o FILE] INVOICE_ID
 
 show     prints the invoice as stored (its issued content never changes) with its current
          status, as JSON
 status   appends a status change: draft -> issued -> paid | void. Every change names who made
          it (--actor); voiding needs a --reason. Issuing books the invoice's total in the
          ledger; voiding an issued invoice books a reversing entry.
+pdf      renders the invoice as a PDF document (header, one line per metric with its price
+         explanation, credits, totals; a correction names the invoice it corrects) from a
+         run's output directory or from the store, and prints the path written
 
 Options:
   --store URL     the PostgreSQL system of record (postgresql:// URL or libpq keyword string)
   --to STATUS     issued, paid or void
   --actor NAME    who makes the change (a person or a system)
   --reason TEXT   why (required for void)
+  --out DIR       pdf: read the output directory of `meterflow run` instead of a store
+  -o, --output FILE
+                  pdf: where to write the PDF (default INVOICE_ID.pdf in the current directory)
   --help          show this text
 
 Exit status: 0 done, 1 no such invoice or a change the lifecycle refuses, 2 bad arguments or
-an unreachable store.
+an unreachable store. pdf: 2 also for an unknown invoice, 1 when a charge its lines name is
+missing from the source.
 )";
 
 int invoice_command(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "pdf")
+    return invoice_pdf_command({args.begin() + 1, args.end()});
   if (args.empty() || (args[0] != "show" && args[0] != "status"))
-    throw usage_error("expected `show` or `status`");
+    throw usage_error("expected `show`, `status` or `pdf`");
   const bool change = args[0] == "status";
   const auto cl =
       parse_command_line({args.begin() + 1, args.end()},

@@ -109,3 +109,35 @@ TEST_CASE("rejected lines keep invalid UTF-8 exactly, in base64", "[persistence]
   CHECK(p::to_json(ok)["raw"] == "{not json");
   CHECK_FALSE(p::to_json(ok).contains("raw_base64"));
 }
+
+TEST_CASE("charges and invoices read back from their JSON as written", "[persistence][json]") {
+  auto reread = [](const auto& j) { return nlohmann::json::parse(p::to_line(j)); };
+  for (bool superseding : {false, true}) {
+    const auto j = p::to_json(sample_charge(superseding));
+    CHECK(p::to_json(p::charge_from_json(reread(j))) == j);
+  }
+  p::invoice_record inv;
+  inv.invoice_id = "inv_c1_2024-01_c1";
+  inv.type = p::invoice_type::correction;
+  inv.corrects_invoice_id = "inv_c1_2024-01";
+  inv.customer_id = "c1";
+  inv.period = meterflow::pricing::parse_period("2024-01").value();
+  inv.currency = "USD";
+  inv.line_items.push_back({"l1", "api_calls", d("-3"), d("-0.24"), {"c", "d"}});
+  inv.subtotal = d("-0.24");
+  inv.credits_applied = d("0.5");
+  inv.total = d("-0.74");
+  const auto j = p::to_json(inv);
+  const p::invoice_record back = p::invoice_from_json(reread(j));
+  CHECK(p::to_json(back) == j);
+  CHECK(back.period == inv.period);
+
+  auto broken = reread(j);
+  broken["total"] = "1,5";
+  CHECK_THROWS_WITH(p::invoice_from_json(broken), Catch::StartsWith("field \"total\": "));
+  broken.erase("line_items");
+  CHECK_THROWS_WITH(p::invoice_from_json(broken), "field \"line_items\": missing");
+  auto charge = reread(p::to_json(sample_charge(false)));
+  charge["calculation"]["model"] = "linear";
+  CHECK_THROWS_WITH(p::charge_from_json(charge), Catch::StartsWith("field \"model\": "));
+}
