@@ -95,7 +95,7 @@ struct record_batch {
   std::vector<unpriced_window> unpriced;
   std::vector<invoice_record> invoices;
   std::vector<rejected_line> rejected;
-  std::vector<rerate_run> rerate_runs;
+  std::vector<rerate_run> rerate_runs = {};
   std::optional<source_progress> progress = std::nullopt; // committed with the records when set
 };
 

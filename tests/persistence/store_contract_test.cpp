@@ -620,6 +620,36 @@ TEST_CASE("records: unpriced windows and rejected lines", "[persistence][store]"
   });
 }
 
+TEST_CASE("records: re-rate runs, in the order recorded, once each", "[persistence][store]") {
+  on_every_store([](backend& b) {
+    const p::rerate_run first{"run-1",
+                              "manual",
+                              "dispute 42",
+                              R"({"customers":"c1","from":"2024-01"})",
+                              R"({"changes":[{"customer_id":"c1","delta":"0.13"}]})",
+                              {"ch-2", "ch-3"},
+                              {"inv_c1_2024-01_c1"}};
+    const p::rerate_run second{
+        "run-2", "manual", "check", R"({"customers":"all"})", R"({"changes":[]})", {}, {}};
+    p::record_batch batch;
+    batch.rerate_runs = {first};
+    b.open_records().append(batch);
+    batch.rerate_runs = {second, first}; // first again: stored once
+    b.open_records().append(batch);
+    const auto runs = b.open_records().rerate_runs();
+    REQUIRE(runs.size() == 2);
+    for (const auto& [got, want] : {std::pair{runs[0], first}, std::pair{runs[1], second}}) {
+      CHECK(got.rerate_run_id == want.rerate_run_id);
+      CHECK(got.trigger == want.trigger);
+      CHECK(got.reason == want.reason);
+      CHECK(nlohmann::json::parse(got.scope_json) == nlohmann::json::parse(want.scope_json));
+      CHECK(nlohmann::json::parse(got.result_json) == nlohmann::json::parse(want.result_json));
+      CHECK(got.superseding_charge_ids == want.superseding_charge_ids);
+      CHECK(got.correction_invoice_ids == want.correction_invoice_ids);
+    }
+  });
+}
+
 // ---- PostgreSQL only ----------------------------------------------------------------------------
 
 namespace {
