@@ -20,5 +20,9 @@ extern const char* const invoice_usage;
 extern const char* const explain_usage;
 int migrate_command(const std::vector<std::string>& args);
 extern const char* const migrate_usage;
+int devkafka_command(const std::vector<std::string>& args);
+extern const char* const devkafka_usage;
+int produce_command(const std::vector<std::string>& args);
+extern const char* const produce_usage;
 
 } // namespace meterflow::runtime
