@@ -4,6 +4,7 @@
 #include "pricing/result.hpp"
 #include "runtime/commands.hpp"
 
+#include <charconv>
 #include <iostream>
 
 namespace meterflow::runtime {
@@ -22,6 +23,8 @@ Commands:
   rerate    re-rate a scope of the store with the price books as configured now
   quote     price a quantity under the price book version in force at a time
   migrate   create or upgrade the PostgreSQL schema (--store URL)
+  devkafka  run an in-process mock Kafka cluster for development and tests
+  produce   publish an events file to a Kafka topic, keyed by customer (dev and bench tool)
   help      show this text, or `meterflow help <command>` for a command's options
   version   print the version
 
@@ -39,7 +42,8 @@ const command commands[] = {
     {"quote", quote_command, &quote_usage},       {"run", run_command, &run_usage},
     {"serve", serve_command, &serve_usage},       {"explain", explain_command, &explain_usage},
     {"invoice", invoice_command, &invoice_usage}, {"migrate", migrate_command, &migrate_usage},
-    {"rerate", rerate_command, &rerate_usage},
+    {"rerate", rerate_command, &rerate_usage},    {"devkafka", devkafka_command, &devkafka_usage},
+    {"produce", produce_command, &produce_usage},
 };
 
 const command* find_command(const std::string& name) {
@@ -63,6 +67,19 @@ std::optional<std::string> command_line::optional(const std::string& name) const
   if (it == options.end())
     return std::nullopt;
   return it->second;
+}
+
+std::uint64_t command_line::count(const std::string& name, std::uint64_t fallback,
+                                  std::uint64_t max) const {
+  const auto v = optional(name);
+  if (!v)
+    return fallback;
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || end != v->data() + v->size() || n == 0 || n > max)
+    throw usage_error("--" + name + ": expected a whole number from 1 to " + std::to_string(max) +
+                      ", got \"" + *v + "\"");
+  return n;
 }
 
 command_line parse_command_line(const std::vector<std::string>& args,

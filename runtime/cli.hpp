@@ -3,6 +3,7 @@
 // Command-line parsing shared by every `meterflow` command: `--name value`, `--name=value`,
 // boolean `--flag`s and positional arguments, with errors that name the offending argument.
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -33,6 +34,8 @@ struct command_line {
   // The option's value; throws usage_error naming it when it is missing.
   const std::string& required(const std::string& name) const;
   std::optional<std::string> optional(const std::string& name) const;
+  // The option as a whole number from 1 to `max`, `fallback` when absent; usage_error otherwise.
+  std::uint64_t count(const std::string& name, std::uint64_t fallback, std::uint64_t max) const;
   bool flag(const std::string& name) const { return flags.count(name) > 0; }
 };
 

@@ -23,5 +23,9 @@ int rerate_command(const std::vector<std::string>& args);
 extern const char* const rerate_usage;
 int migrate_command(const std::vector<std::string>& args);
 extern const char* const migrate_usage;
+int devkafka_command(const std::vector<std::string>& args);
+extern const char* const devkafka_usage;
+int produce_command(const std::vector<std::string>& args);
+extern const char* const produce_usage;
 
 } // namespace meterflow::runtime

@@ -3,10 +3,16 @@
 // Runs the built `meterflow` binary for end-to-end CLI tests.
 
 #include <array>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <optional>
+#include <poll.h>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
 
 namespace meterflow::test {
 
@@ -41,5 +47,71 @@ inline process_result run_meterflow(const std::string& args) {
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   return r;
 }
+
+// `meterflow ARGS...` running in the background, its stdout read line by line; stderr goes to
+// the test's stderr. Killed (SIGKILL) on destruction if still running.
+class background_meterflow {
+public:
+  explicit background_meterflow(const std::vector<std::string>& args) {
+    int fds[2];
+    if (::pipe(fds) != 0)
+      throw std::runtime_error("pipe failed");
+    std::vector<char*> argv{const_cast<char*>(METERFLOW_BINARY)};
+    for (const auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0)
+      throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      ::execv(METERFLOW_BINARY, argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_ = fds[0];
+  }
+  ~background_meterflow() {
+    if (pid_ > 0)
+      stop(SIGKILL);
+    ::close(out_);
+  }
+  background_meterflow(const background_meterflow&) = delete;
+  background_meterflow& operator=(const background_meterflow&) = delete;
+
+  // The next line of its stdout (without the newline); nullopt at its end or after `timeout`.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string line;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd p{out_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        return std::nullopt;
+      char c;
+      if (::read(out_, &c, 1) != 1)
+        return std::nullopt;
+      if (c == '\n')
+        return line;
+      line += c;
+    }
+  }
+
+  // Sends `signal` and waits: the exit status, or -1 when a signal ended it.
+  int stop(int signal) {
+    ::kill(pid_, signal);
+    int raw = 0;
+    ::waitpid(pid_, &raw, 0);
+    pid_ = -1;
+    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  }
+
+private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+};
 
 } // namespace meterflow::test
