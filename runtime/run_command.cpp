@@ -216,6 +216,12 @@ public:
       sink_.set_record_store(records_.get(), progress_source);
       if (resume)
         resume_from(records_->progress(progress_source));
+      // A resumed service rebuilds its charges by replaying the stored events; a manual re-rate
+      // recorded charges and correction invoices that replay does not know, so continuing
+      // would supersede and number documents from the wrong base.
+      if (resume && !finished_before_ && !records_->rerate_runs().empty())
+        throw usage_error("--store: this store was re-rated with `meterflow rerate`; serve "
+                          "cannot resume its input after a manual re-rate (docs/corrections.md)");
     }
     if (finished_before_)
       return; // nothing to do: no partition needs to run
