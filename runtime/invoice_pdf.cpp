@@ -340,6 +340,19 @@ private:
         if (!t.units.is_zero() || !t.amount.is_zero())
           note(explanation + 12, tier_text(v.model, t));
     }
+    // A correction's line also names the charges its new charges replaced, with their version.
+    std::vector<const charge_record*> replaced;
+    for (const charge_record* c : charges)
+      if (c->supersedes_charge_id) {
+        auto it = by_id_.find(*c->supersedes_charge_id);
+        if (it != by_id_.end())
+          replaced.push_back(it->second);
+      }
+    for (const version_use& use : versions_used(replaced))
+      note(explanation,
+           "replaces " + std::to_string(use.charges) + (use.charges == 1 ? " charge" : " charges") +
+               " of " + use.version->price_book_id + "/" + use.version->version + ": quantity " +
+               use.quantity.to_string() + ", amount " + use.amount.to_string());
     if (!correction_)
       note(explanation, "charges sum to " + sum.to_string() +
                             ", rounded to the currency: " + money(line.amount));

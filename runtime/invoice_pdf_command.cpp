@@ -24,17 +24,32 @@ namespace fs = std::filesystem;
 using persistence::charge_record;
 using persistence::invoice_record;
 
-struct invoice_with_charges {
-  invoice_record invoice;
-  std::vector<charge_record> charges; // those its lines name
-};
-
 std::set<std::string> charge_ids(const invoice_record& invoice) {
   std::set<std::string> ids;
   for (const auto& line : invoice.line_items)
     ids.insert(line.charge_ids.begin(), line.charge_ids.end());
   return ids;
 }
+
+// The invoice's charges and the charges they supersede (a correction names what it replaced).
+std::vector<charge_record> charges_behind(const invoice_record& invoice,
+                                          std::vector<charge_record>&& all) {
+  const std::set<std::string> wanted = charge_ids(invoice);
+  std::set<std::string> replaced;
+  for (const auto& c : all)
+    if (wanted.count(c.charge_id) && c.supersedes_charge_id)
+      replaced.insert(*c.supersedes_charge_id);
+  std::vector<charge_record> out;
+  for (auto& c : all)
+    if (wanted.count(c.charge_id) || replaced.count(c.charge_id))
+      out.push_back(std::move(c));
+  return out;
+}
+
+struct invoice_with_charges {
+  invoice_record invoice;
+  std::vector<charge_record> charges; // those its lines name
+};
 
 std::optional<invoice_with_charges> from_run_output(const fs::path& dir, const std::string& id) {
   if (!fs::is_directory(dir / "invoices"))
@@ -52,7 +67,7 @@ std::optional<invoice_with_charges> from_run_output(const fs::path& dir, const s
     throw std::runtime_error(invoice_path.string() + ": " + e.what());
   }
   // charges.ndjson holds every charge of the run; keep the invoice's.
-  const std::set<std::string> wanted = charge_ids(out.invoice);
+  std::vector<charge_record> all;
   const fs::path charges_path = dir / "charges.ndjson";
   std::ifstream charges_file(charges_path);
   if (!charges_file)
@@ -62,14 +77,13 @@ std::optional<invoice_with_charges> from_run_output(const fs::path& dir, const s
     if (line.empty())
       continue;
     try {
-      charge_record c = persistence::charge_from_json(nlohmann::json::parse(line));
-      if (wanted.count(c.charge_id))
-        out.charges.push_back(std::move(c));
+      all.push_back(persistence::charge_from_json(nlohmann::json::parse(line)));
     } catch (const std::exception& e) {
       throw std::runtime_error(charges_path.string() + " line " + std::to_string(number) + ": " +
                                e.what());
     }
   }
+  out.charges = charges_behind(out.invoice, std::move(all));
   return out;
 }
 
@@ -86,10 +100,7 @@ std::optional<invoice_with_charges> from_store(const std::string& url, const std
   invoice->status = store->current_status(id).value_or(invoice->status);
   invoice_with_charges out{std::move(*invoice), {}};
   // The store has no lookup by charge id: its charges are read once and the invoice's kept.
-  const std::set<std::string> wanted = charge_ids(out.invoice);
-  for (auto& c : store->charges())
-    if (wanted.count(c.charge_id))
-      out.charges.push_back(std::move(c));
+  out.charges = charges_behind(out.invoice, store->charges());
   return out;
 }
 

@@ -143,6 +143,15 @@ TEST_CASE("rerate: a corrected price version and a manual re-rate give one corre
   const auto after = dec(january_total(db, "c_flat"));
   CHECK(after == fresh_january_total(config, dir / "fresh-up", "c_flat"));
   CHECK(before < after);
+  // The correction's PDF names the original, the corrected version and the version it replaced.
+  REQUIRE(run_meterflow("invoice pdf inv_c_flat_2024-01_c2 --store " + shell_quote(db) + " -o " +
+                        shell_quote((dir / "c2.pdf").string()))
+              .status == 0);
+  const auto text = meterflow::test::run_shell("pdftotext -layout " +
+                                               shell_quote((dir / "c2.pdf").string()) + " -");
+  CHECK_THAT(text.out, Catch::Contains("Corrects invoice inv_c_flat_2024-01") &&
+                           Catch::Contains("pb_flat/v2-corrected-up") &&
+                           Catch::Contains("replaces 4 charges of pb_flat/v2"));
   // The original invoice never changes.
   CHECK(run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out ==
         original);

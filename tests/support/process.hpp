@@ -32,9 +32,8 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-// `args` is appended verbatim to the binary's path; quote each argument with shell_quote.
-inline process_result run_meterflow(const std::string& args) {
-  const std::string cmd = shell_quote(METERFLOW_BINARY) + " " + args;
+// Runs a shell command line; quote each argument with shell_quote.
+inline process_result run_shell(const std::string& cmd) {
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe)
     throw std::runtime_error("popen failed: " + cmd);
@@ -46,6 +45,11 @@ inline process_result run_meterflow(const std::string& args) {
   const int raw = ::pclose(pipe);
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   return r;
+}
+
+// `args` is appended verbatim to the binary's path; quote each argument with shell_quote.
+inline process_result run_meterflow(const std::string& args) {
+  return run_shell(shell_quote(METERFLOW_BINARY) + " " + args);
 }
 
 // `meterflow ARGS...` running in the background, its stdout read line by line; stderr goes to
