@@ -49,6 +49,15 @@ struct restore_request {
   bool queue_later_events = true;
 };
 
+// The window a window actor aggregates from now on (a window actor serves one window at a time;
+// after its final aggregate the partition gives it the next one).
+struct window_identity {
+  std::string customer_id;
+  const config::meter* meter = nullptr;
+  timestamp start = 0;
+  timestamp end = 0;
+};
+
 // One batch segment's events of one window: one message per window, never one per event.
 struct window_inputs {
   std::vector<window_input> inputs;
@@ -90,6 +99,7 @@ struct invoice_request {
 using admit_atom = caf::atom_constant<caf::atom("admit")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using restore_atom = caf::atom_constant<caf::atom("restore")>;
+using open_atom = caf::atom_constant<caf::atom("open")>;
 using add_atom = caf::atom_constant<caf::atom("add")>;
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using finalize_atom = caf::atom_constant<caf::atom("finalize")>;
@@ -107,6 +117,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::admit_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::watermark_steps)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::partition_report)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::restore_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::window_identity)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::window_inputs)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::finalized_window)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::stage_output)

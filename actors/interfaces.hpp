@@ -5,7 +5,8 @@
 //   source ──admit(batch)──► partition ──admit_result──► source
 //   source ──apply(steps)──► partition ──partition_report──► source (sink)
 //
-//   partition ──add(events of one window)──► window     (one per customer × metric × window)
+//   partition ──open(window), add(events of one window)──► window
+//                                                  (one per open customer × metric × window)
 //   partition ──close(step)────► window ──done(provisional aggregate)──► partition
 //   partition ──finalize(step)─► window ──final(aggregate + final window)──► partition
 //   partition ──rate(final windows, in window order)──► rating (one per customer × metric × period)
@@ -35,9 +36,9 @@ using partition_actor =
                      caf::reacts_to<done_atom, stage_output>,
                      caf::reacts_to<final_atom, finalized_window>>;
 
-using window_actor = caf::typed_actor<caf::reacts_to<add_atom, window_inputs>,
-                                      caf::reacts_to<close_atom, std::uint64_t>,
-                                      caf::reacts_to<finalize_atom, std::uint64_t>>;
+using window_actor = caf::typed_actor<
+    caf::reacts_to<open_atom, window_identity>, caf::reacts_to<add_atom, window_inputs>,
+    caf::reacts_to<close_atom, std::uint64_t>, caf::reacts_to<finalize_atom, std::uint64_t>>;
 
 using invoice_actor = caf::typed_actor<caf::reacts_to<lines_atom, line_updates>,
                                        caf::reacts_to<issue_atom, invoice_request>>;

@@ -131,9 +131,14 @@ void partition_actor_state::add_event(std::uint32_t index) {
     auto& slot = windows[{e.customer_id, m.metric, start}];
     if (!slot) {
       slot = std::make_unique<window_entry>();
-      // Lazy: it starts with its first message, the events flush_inputs() sends.
-      slot->handle = self->spawn<caf::linked + caf::lazy_init>(window, parent(), e.customer_id, &m,
-                                                               start, end);
+      // A window actor whose window is final takes the new one; else a new actor.
+      if (idle_windows.empty()) {
+        slot->handle = self->spawn<caf::linked + caf::lazy_init>(window, parent());
+      } else {
+        slot->handle = std::move(idle_windows.back());
+        idle_windows.pop_back();
+      }
+      self->send(slot->handle, open_atom::value, window_identity{e.customer_id, &m, start, end});
       slot->customer_id = e.customer_id;
       slot->meter = &m;
       slot->start = start;
@@ -222,8 +227,10 @@ void partition_actor_state::begin_step(std::uint64_t seq, timestamp to, bool fin
 void partition_actor_state::stage_windows() {
   for (window_entry* w : work_.provisional)
     tell(w->handle, close_atom::value, work_.seq);
-  for (auto& w : work_.finalizing)
+  for (auto& w : work_.finalizing) {
     tell(w->handle, finalize_atom::value, work_.seq);
+    idle_windows.push_back(w->handle); // its next window comes after the final aggregate
+  }
   then([this] { stage_rating(); });
 }
 

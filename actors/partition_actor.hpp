@@ -70,6 +70,7 @@ struct partition_actor_state {
   std::multimap<timestamp, window_entry*> to_finalize; // by end + lateness
   std::vector<window_entry*> dirty_closing;
   std::vector<window_entry*> with_inputs;
+  std::vector<window_actor> idle_windows; // window actors whose window is final
   std::map<scope_key, std::unique_ptr<scope_entry>> scopes;
   std::multimap<timestamp, scope_entry*> period_close; // period-level meters, by end + lateness
   std::map<invoice_key, std::unique_ptr<invoice_entry>> invoices;

@@ -7,15 +7,8 @@ namespace meterflow::actors {
 using persistence::aggregate_kind;
 
 window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
-                                   partition_actor partition, std::string customer_id,
-                                   const config::meter* meter, timestamp start, timestamp end) {
-  auto& st = self->state;
-  st.partition = std::move(partition);
-  st.customer_id = std::move(customer_id);
-  st.meter = meter;
-  st.start = start;
-  st.end = end;
-  st.aggregate = window_aggregate(meter->kind);
+                                   partition_actor partition) {
+  self->state.partition = std::move(partition);
   auto record = [self](std::uint64_t step, phase p, aggregate_kind kind) {
     auto& st = self->state;
     stage_output out;
@@ -25,7 +18,16 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
                                kind, st.aggregate)});
     return out;
   };
-  return {[self](add_atom, const window_inputs& in) {
+  return {[self](open_atom, window_identity& w) {
+            auto& st = self->state;
+            st.customer_id = std::move(w.customer_id);
+            st.meter = w.meter;
+            st.start = w.start;
+            st.end = w.end;
+            st.aggregate = window_aggregate(w.meter->kind);
+            st.revisions = 0;
+          },
+          [self](add_atom, const window_inputs& in) {
             for (const window_input& i : in.inputs)
               self->state.aggregate.add(*i.event, i.reading);
           },
@@ -43,8 +45,8 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
             f.final.revision = st.revisions - 1;
             f.final.aggregation_id = f.output.records.aggregates.back().record.aggregation_id;
             f.final.aggregate = std::move(st.aggregate);
+            st.aggregate = window_aggregate(st.meter->kind);
             self->send(st.partition, final_atom::value, std::move(f));
-            self->quit();
           }};
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 
-// The window actor: one per customer x metric x window. It aggregates the events the partition
-// sends it, reports a provisional aggregate when told the window closed (and again when
-// stragglers changed it), the final one when the allowed lateness has passed, and then ends.
+// The window actor: one per open customer x metric x window. It aggregates the events the
+// partition sends it, reports a provisional aggregate when told the window closed (and again
+// when stragglers changed it), and the final one when the allowed lateness has passed. Then its
+// window is done and the partition gives it the next window that opens (`open`): actors are
+// reused rather than ended and spawned again, which in CAF costs a trip through the clock
+// thread per actor.
 
 #include "actors/interfaces.hpp"
 
@@ -24,7 +27,6 @@ struct window_actor_state {
 };
 
 window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_state> self,
-                                   partition_actor partition, std::string customer_id,
-                                   const config::meter* meter, timestamp start, timestamp end);
+                                   partition_actor partition);
 
 } // namespace meterflow::actors

@@ -318,6 +318,24 @@ TEST_CASE("run: a broken chain fails reconciliation with exit status 1", "[cli][
                                                 "0.12") != std::string::npos);
 }
 
+namespace {
+
+// A run with the fault `spec` injected restarts the failed partition and writes the same files
+// as the clean run in `dir`/clean.
+void check_crash_recovers(const temp_dir& dir, const std::string& options,
+                          const std::string& spec) {
+  fault_injection fault(spec);
+  fs::remove_all(dir / "crashed");
+  const auto r = run(dir / "config.json", dir / "events.ndjson", dir / "crashed", options);
+  INFO(r.out);
+  CHECK(r.status == 0);
+  // The crash happened (stderr of the run; CAF's own report may interleave with it).
+  CHECK(r.out.find("restarting it from the store") != std::string::npos);
+  CHECK(compare_outputs(dir / "clean", dir / "crashed") == "");
+}
+
+} // namespace
+
 TEST_CASE("run: a partition that crashes is restarted from the store and the output is "
           "unchanged",
           "[cli][run]") {
@@ -336,14 +354,7 @@ TEST_CASE("run: a partition that crashes is restarted from the store and the out
     const std::string spec =
         "crash_partition:" + std::to_string(partition) + ":" + std::to_string(batch);
     INFO(spec << " of " << batches << " batches");
-    fault_injection fault(spec);
-    fs::remove_all(dir / "crashed");
-    const auto r = run(dir / "config.json", dir / "events.ndjson", dir / "crashed", options);
-    INFO(r.out);
-    CHECK(r.status == 0);
-    // The crash happened (stderr of the run; CAF's own report may interleave with it).
-    CHECK(r.out.find("restarting it from the store") != std::string::npos);
-    CHECK(compare_outputs(dir / "clean", dir / "crashed") == "");
+    check_crash_recovers(dir, options, spec);
   }
 }
 
@@ -360,13 +371,7 @@ TEST_CASE("run: a window, rating or invoice actor that crashes takes its partiti
                                "crash_stage:invoice:1", "crash_stage:invoice:3"};
   for (const std::string spec : specs) {
     INFO(spec);
-    fault_injection fault(spec);
-    fs::remove_all(dir / "crashed");
-    const auto r = run(dir / "config.json", dir / "events.ndjson", dir / "crashed", options);
-    INFO(r.out);
-    CHECK(r.status == 0);
-    CHECK(r.out.find("restarting it from the store") != std::string::npos);
-    CHECK(compare_outputs(dir / "clean", dir / "crashed") == "");
+    check_crash_recovers(dir, options, spec);
   }
 }
 
