@@ -99,6 +99,15 @@ TEST_CASE("rerate: a corrected price version and a manual re-rate give one corre
               .status == 0);
   const std::string original =
       run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out;
+  auto original_pdf = [&](const std::string& name) {
+    const fs::path pdf = dir / name;
+    REQUIRE(run_meterflow("invoice pdf inv_c_flat_2024-01 --store " + shell_quote(db) + " -o " +
+                          shell_quote(pdf.string()) + " > /dev/null")
+                .status == 0);
+    std::ifstream in(pdf, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string original_pdf_before = original_pdf("original-before.pdf");
   const std::string charges_before = scalar(db, "select count(*) from rated_charges");
   const auto before = dec(january_total(db, "c_flat"));
 
@@ -155,6 +164,8 @@ TEST_CASE("rerate: a corrected price version and a manual re-rate give one corre
   // The original invoice never changes.
   CHECK(run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out ==
         original);
+
+  CHECK(original_pdf("original-after.pdf") == original_pdf_before);
 
   // Idempotent: the same re-rate again creates no document.
   const std::string charges_after = scalar(db, "select count(*) from rated_charges");
