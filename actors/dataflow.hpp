@@ -116,11 +116,12 @@ struct partition_output {
   std::vector<keyed<persistence::charge_record>> charges;
   std::vector<keyed<persistence::unpriced_window>> unpriced;
   std::vector<keyed<persistence::invoice_record>> invoices;
+  std::vector<keyed<persistence::rerate_run>> rerate_runs; // automatic re-rates (very late events)
   std::vector<std::pair<std::uint64_t, std::string>> conflicts; // (line, detail)
 
   bool empty() const {
     return aggregates.empty() && charges.empty() && unpriced.empty() && invoices.empty() &&
-           conflicts.empty();
+           rerate_runs.empty() && conflicts.empty();
   }
 };
 

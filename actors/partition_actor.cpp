@@ -3,8 +3,10 @@
 #include "actors/invoice_actor.hpp"
 #include "actors/rating_actor.hpp"
 #include "actors/window_actor.hpp"
+#include "persistence/ids.hpp"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 namespace meterflow::actors {
@@ -309,7 +311,9 @@ void partition_actor_state::step_done() {
 
 void partition_actor_state::rerates(phase p, const std::function<bool(const rerate_scope&)>& wanted,
                                     std::function<void()> next) {
-  std::set<invoice_entry*> touched;
+  // The scopes re-rated, by the invoice (customer x period) they belong to.
+  std::map<invoice_entry*, nlohmann::json> touched;
+  const std::size_t charges_before = out_.charges.size();
   for (auto it = dirty_scopes.begin(); it != dirty_scopes.end();) {
     if (!wanted(it->first)) {
       ++it;
@@ -319,14 +323,71 @@ void partition_actor_state::rerates(phase p, const std::function<bool(const rera
     ++counters.rerates;
     scope_entry& scope =
         scope_for(s.customer_id, *cfg->find_meter(s.metric), pricing::period_of(s.period_start));
-    touched.insert(scope.invoice);
+    nlohmann::json windows = nlohmann::json::array();
+    for (timestamp start : it->second)
+      windows.push_back(pricing::format_rfc3339(start));
+    touched[scope.invoice].push_back({{"metric", s.metric}, {"windows", std::move(windows)}});
     tell(scope.handle, rerate_atom::value,
          rerate_request{work_.seq, p, std::move(it->second), watermark});
     it = dirty_scopes.erase(it);
   }
-  then([this, touched = std::move(touched), next = std::move(next)]() mutable {
-    settle(std::move(touched), std::move(next));
+  if (touched.empty())
+    return then(std::move(next));
+  then([this, p, charges_before, touched = std::move(touched), next = std::move(next)]() mutable {
+    const std::size_t invoices_before = out_.invoices.size();
+    std::set<invoice_entry*> invoices;
+    for (const auto& [inv, scopes] : touched)
+      invoices.insert(inv);
+    settle(std::move(invoices), [this, p, charges_before, invoices_before,
+                                 touched = std::move(touched), next = std::move(next)]() mutable {
+      for (auto& [inv, scopes] : touched)
+        record_rerate_run(p, *inv, std::move(scopes), charges_before, invoices_before);
+      next();
+    });
   });
+}
+
+// An automatic re-rate of a customer's period is recorded like a manual one (SEMANTICS §7):
+// what triggered it, its scope and the documents it created, with an id made from the input
+// alone (the same whatever the partitioning).
+void partition_actor_state::record_rerate_run(phase p, const invoice_entry& inv,
+                                              nlohmann::json scopes, std::size_t charges_before,
+                                              std::size_t invoices_before) {
+  persistence::rerate_run run;
+  run.trigger = "very_late_events";
+  run.reason = p == phase::period_rerate ? "very late events, before the period's invoice"
+               : work_.finishing         ? "very late events, at the end of the input"
+                                         : "very late events, at a correction interval";
+  // This re-rate's records are those appended since it started, of this customer and period.
+  auto ours = [&](const auto& k) {
+    return k.record.customer_id == inv.customer_id &&
+           pricing::period_of(k.record.window_start) == inv.period;
+  };
+  std::vector<const keyed<persistence::charge_record>*> charges;
+  for (std::size_t i = charges_before; i < out_.charges.size(); ++i)
+    if (ours(out_.charges[i]))
+      charges.push_back(&out_.charges[i]);
+  std::sort(charges.begin(), charges.end(), [](auto* a, auto* b) { return a->key < b->key; });
+  for (auto* c : charges)
+    run.superseding_charge_ids.push_back(c->record.charge_id);
+  for (std::size_t i = invoices_before; i < out_.invoices.size(); ++i) {
+    const auto& r = out_.invoices[i].record;
+    if (r.customer_id == inv.customer_id && r.period == inv.period)
+      run.correction_invoice_ids.push_back(r.invoice_id);
+  }
+  std::sort(run.correction_invoice_ids.begin(), run.correction_invoice_ids.end());
+  run.scope_json = nlohmann::json{{"customer_id", inv.customer_id},
+                                  {"period", pricing::period_id(inv.period)},
+                                  {"metrics", std::move(scopes)}}
+                       .dump();
+  run.result_json = nlohmann::json{{"superseding_charges", run.superseding_charge_ids.size()},
+                                   {"invoices", run.correction_invoice_ids.size()}}
+                        .dump();
+  run.rerate_run_id =
+      persistence::content_id({"rerate_run", std::to_string(work_.seq),
+                               std::to_string(static_cast<int>(p)), run.scope_json});
+  out_.rerate_runs.push_back(
+      {order_key{work_.seq, p, inv.period.start, inv.customer_id, "", 0}, std::move(run)});
 }
 
 // After re-rates: each touched invoice issues a correction (or its standard invoice).
@@ -424,6 +485,7 @@ partition_report partition_actor_state::report() {
   sort_by_key(r.output.charges);
   sort_by_key(r.output.unpriced);
   sort_by_key(r.output.invoices);
+  sort_by_key(r.output.rerate_runs);
   r.counters = counters;
   r.open_windows = windows.size();
   r.watermark = watermark;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 namespace meterflow::actors {
 
@@ -115,6 +116,8 @@ private:
   void rerates(phase p, const std::function<bool(const rerate_scope&)>& wanted,
                std::function<void()> next);
   void settle(std::set<invoice_entry*> touched, std::function<void()> next);
+  void record_rerate_run(phase p, const invoice_entry& inv, nlohmann::json scopes,
+                         std::size_t charges_before, std::size_t invoices_before);
 
   // Every message that expects a reply counts here; the last reply runs what then() set.
   template <class Handle, class... Ts>

@@ -184,6 +184,13 @@ private:
   clock::time_point start_, last_;
 };
 
+bool manually_rerated(const persistence::record_store& records) {
+  for (const auto& run : records.rerate_runs())
+    if (run.trigger == "manual")
+      return true;
+  return false;
+}
+
 class driver {
 public:
   // With `store_url`, events and records go to PostgreSQL as well (the store must hold no
@@ -219,7 +226,7 @@ public:
       // A resumed service rebuilds its charges by replaying the stored events; a manual re-rate
       // recorded charges and correction invoices that replay does not know, so continuing
       // would supersede and number documents from the wrong base.
-      if (resume && !finished_before_ && !records_->rerate_runs().empty())
+      if (resume && !finished_before_ && manually_rerated(*records_))
         throw usage_error("--store: this store was re-rated with `meterflow rerate`; serve "
                           "cannot resume its input after a manual re-rate (docs/corrections.md)");
     }

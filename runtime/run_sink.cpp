@@ -73,6 +73,7 @@ void run_sink::add(actors::partition_output&& out) {
   append(pending_.charges, std::move(out.charges));
   append(pending_.unpriced, std::move(out.unpriced));
   append(pending_.invoices, std::move(out.invoices));
+  append(pending_.rerate_runs, std::move(out.rerate_runs));
 }
 
 void run_sink::set_counters(const source_counters& source,
@@ -118,6 +119,7 @@ void run_sink::flush(std::uint64_t upto_line) {
   sort_by_key(pending_.charges);
   sort_by_key(pending_.unpriced);
   sort_by_key(pending_.invoices);
+  sort_by_key(pending_.rerate_runs);
 
   for (auto& k : pending_.aggregates) {
     const auto& a = k.record;
@@ -171,6 +173,10 @@ void run_sink::flush(std::uint64_t upto_line) {
       to_store_.invoices.push_back(k.record);
     invoices_.push_back(std::move(k)); // invoices are few and the summary lists them
   }
+  // Re-rate runs belong to the system of record; the output files show their documents.
+  if (store_)
+    for (auto& k : pending_.rerate_runs)
+      to_store_.rerate_runs.push_back(std::move(k.record));
   pending_ = {};
 
   std::stable_sort(pending_rejected_.begin(), pending_rejected_.end(),

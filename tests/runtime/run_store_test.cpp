@@ -78,6 +78,12 @@ TEST_CASE("run --store: same files as the memory store, the record in PostgreSQL
                    "'inv_c_flat_2024-01_c1'") == "0.080000000000");
   CHECK(scalar(db, "select sum(total)::text from invoices where customer_id = 'c_flat' and "
                    "period_start = '2024-01-01T00:00:00Z'") == "8.060000000000");
+  // The very late event's automatic re-rate is recorded with what it created.
+  CHECK(scalar(db, "select count(*) from rerate_runs") == "1");
+  CHECK(scalar(db, "select trigger || ' ' || (scope->>'customer_id') || ' ' || "
+                   "array_to_string(correction_invoice_ids, ',') || ' ' || "
+                   "cardinality(superseding_charge_ids) from rerate_runs") ==
+        "very_late_events c_flat inv_c_flat_2024-01_c1 1");
 
   // The events are stored once: a second batch run into the same store is refused.
   const auto again = run_meterflow(common + shell_quote((dir / "again").string()) + " --store " +

@@ -36,6 +36,10 @@ std::vector<std::string> fingerprint(const std::string& conninfo) {
       "SELECT count(*) || ' ' || coalesce(md5(string_agg(line::text, ',' ORDER BY line)), '-') "
       "FROM rejected_events",
       "SELECT count(*) || ' ' || coalesce(sum(amount)::text, '0') FROM ledger_entries",
+      "SELECT count(*) || ' ' || coalesce(md5(string_agg(rerate_run_id || ':' || "
+      "array_to_string(superseding_charge_ids, ',') || ':' || "
+      "array_to_string(correction_invoice_ids, ','), ',' ORDER BY rerate_run_id)), '-') FROM "
+      "rerate_runs",
   };
   pqxx::connection c(conninfo);
   pqxx::nontransaction tx(c);
