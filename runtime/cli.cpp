@@ -20,6 +20,7 @@ Commands:
   explain   how a charge or an invoice of a run came about
   invoice   show an invoice of the store, or change its status (paid, void)
   quote     price a quantity under the price book version in force at a time
+  reconcile check the reconciliation chain of the PostgreSQL store (--store URL)
   migrate   create or upgrade the PostgreSQL schema (--store URL)
   help      show this text, or `meterflow help <command>` for a command's options
   version   print the version
@@ -35,9 +36,13 @@ struct command {
 };
 
 const command commands[] = {
-    {"quote", quote_command, &quote_usage},       {"run", run_command, &run_usage},
-    {"serve", serve_command, &serve_usage},       {"explain", explain_command, &explain_usage},
-    {"invoice", invoice_command, &invoice_usage}, {"migrate", migrate_command, &migrate_usage},
+    {"quote", quote_command, &quote_usage},
+    {"run", run_command, &run_usage},
+    {"serve", serve_command, &serve_usage},
+    {"explain", explain_command, &explain_usage},
+    {"invoice", invoice_command, &invoice_usage},
+    {"migrate", migrate_command, &migrate_usage},
+    {"reconcile", reconcile_command, &reconcile_usage},
 };
 
 const command* find_command(const std::string& name) {
