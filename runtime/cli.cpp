@@ -22,6 +22,7 @@ Commands:
   invoice   show an invoice of the store, change its status (paid, void), or render it as PDF
   rerate    re-rate a scope of the store with the price books as configured now
   quote     price a quantity under the price book version in force at a time
+  reconcile check the reconciliation chain of the PostgreSQL store (--store URL)
   migrate   create or upgrade the PostgreSQL schema (--store URL)
   devkafka  run an in-process mock Kafka cluster for development and tests
   produce   publish an events file to a Kafka topic, keyed by customer (dev and bench tool)
@@ -39,10 +40,15 @@ struct command {
 };
 
 const command commands[] = {
-    {"quote", quote_command, &quote_usage},       {"run", run_command, &run_usage},
-    {"serve", serve_command, &serve_usage},       {"explain", explain_command, &explain_usage},
-    {"invoice", invoice_command, &invoice_usage}, {"migrate", migrate_command, &migrate_usage},
-    {"rerate", rerate_command, &rerate_usage},    {"devkafka", devkafka_command, &devkafka_usage},
+    {"quote", quote_command, &quote_usage},
+    {"run", run_command, &run_usage},
+    {"serve", serve_command, &serve_usage},
+    {"explain", explain_command, &explain_usage},
+    {"invoice", invoice_command, &invoice_usage},
+    {"migrate", migrate_command, &migrate_usage},
+    {"reconcile", reconcile_command, &reconcile_usage},
+    {"rerate", rerate_command, &rerate_usage},
+    {"devkafka", devkafka_command, &devkafka_usage},
     {"produce", produce_command, &produce_usage},
 };
 

@@ -3,8 +3,13 @@
 // The `meterflow` commands. Each takes its arguments after the command name and returns the
 // process exit status.
 
+#include <optional>
 #include <string>
 #include <vector>
+
+namespace meterflow::config {
+struct configuration;
+}
 
 namespace meterflow::runtime {
 
@@ -27,5 +32,19 @@ int devkafka_command(const std::vector<std::string>& args);
 extern const char* const devkafka_usage;
 int produce_command(const std::vector<std::string>& args);
 extern const char* const produce_usage;
+int reconcile_command(const std::vector<std::string>& args);
+extern const char* const reconcile_usage;
+
+// `serve --report DIR`: the arguments without it, and DIR (created here, so a bad path fails
+// before anything is served).
+struct report_option {
+  std::vector<std::string> args;
+  std::optional<std::string> dir;
+};
+report_option take_report_option(const std::vector<std::string>& args);
+// Writes DIR/reconciliation.json, the store's reconciliation, and prints its result; returns
+// the exit status (0 reconciled, 1 a check failed or the store could not be read).
+int write_store_report(const std::string& dir, const std::string& store_url,
+                       const config::configuration& cfg);
 
 } // namespace meterflow::runtime

@@ -11,46 +11,32 @@ using pricing::format_rfc3339;
 
 namespace {
 
-class check_list {
-public:
-  // A check that holds when the two sides are equal.
-  void add(std::string name, const std::string& expected, const std::string& actual) {
-    add_bool(std::move(name), expected == actual, expected, actual);
-  }
-  void add_bool(std::string name, bool ok, std::string expected, std::string actual,
-                std::string detail = {}) {
-    ok_ = ok_ && ok;
-    nlohmann::ordered_json j = {
-        {"check", std::move(name)}, {"expected", expected}, {"actual", actual}, {"ok", ok}};
-    if (!ok && !detail.empty())
-      j["detail"] = std::move(detail);
-    checks_.push_back(std::move(j));
-  }
-  bool ok() const { return ok_; }
-  nlohmann::ordered_json take() { return std::move(checks_); }
-
-private:
-  bool ok_ = true;
-  nlohmann::ordered_json checks_ = nlohmann::ordered_json::array();
-};
-
 std::string num(std::uint64_t n) {
   return std::to_string(n);
 }
 
-// Half of the currency's minor unit: the most a line may differ from its exact charges by
-// rounding alone (0.005 for USD; 0.5 for JPY).
-decimal rounding_tolerance(const std::string& currency) {
-  std::string text = "0.";
-  const int digits = pricing::currency_minor_units(currency);
-  if (digits == 0)
-    return decimal::parse("0.5").value();
-  text.append(static_cast<size_t>(digits), '0');
-  text.back() = '5';
-  return decimal::parse(text).value();
+} // namespace
+
+void check_list::add_bool(std::string name, bool ok, std::string expected, std::string actual,
+                          std::string detail, std::string action) {
+  ok_ = ok_ && ok;
+  nlohmann::ordered_json j = {{"check", std::move(name)},
+                              {"expected", std::move(expected)},
+                              {"actual", std::move(actual)},
+                              {"ok", ok}};
+  if (!ok && !detail.empty())
+    j["detail"] = std::move(detail);
+  if (!ok && !action.empty())
+    j["action"] = std::move(action);
+  checks_.push_back(std::move(j));
 }
 
-} // namespace
+decimal minor_unit(const std::string& currency) {
+  decimal::rep units = 1;
+  for (int d = pricing::currency_minor_units(currency); d < decimal::scale; ++d)
+    units *= 10;
+  return decimal::from_units(units).value();
+}
 
 reconciliation_report reconcile(const run_sink& sink, const config::configuration& cfg) {
   check_list checks;
@@ -132,8 +118,7 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
     if (diff.is_negative())
       diff = -diff;
     const auto cur = currency_of.find(std::get<0>(k));
-    const decimal half = rounding_tolerance(cur == currency_of.end() ? "USD" : cur->second);
-    if (diff >= half + half)
+    if (diff >= minor_unit(cur == currency_of.end() ? "USD" : cur->second))
       mismatched += " " + std::get<0>(k) + "/" + std::get<1>(k) + "/" + std::get<2>(k) +
                     " charges " + charged.to_string() + " invoiced " + invoiced.to_string() + ";";
   }

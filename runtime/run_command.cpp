@@ -55,10 +55,12 @@ Options:
   --follow             at the end of the file, wait for more lines (processing and committing
                        what arrived) until SIGTERM or SIGINT, which commit and exit 0
   --quiet              no progress output
+  --report DIR         when it stops, write the store's reconciliation (as `meterflow
+                       reconcile`) to DIR/reconciliation.json; exit 1 if a check fails
   --help               show this text
 
-Exit status: 0 done, 2 bad arguments, configuration or store, 3 an amount reached 10^26,
-4 an engine failure.
+Exit status: 0 done, 1 a check of --report failed, 2 bad arguments, configuration or store,
+3 an amount reached 10^26, 4 an engine failure.
 )";
 
 const char* const run_usage =
@@ -719,7 +721,12 @@ int run_command(const std::vector<std::string>& args) {
 }
 
 int serve_command(const std::vector<std::string>& args) {
-  return run_pipeline(parse_pipeline_options(args, true));
+  const report_option report = take_report_option(args);
+  const pipeline_options o = parse_pipeline_options(report.args, true);
+  const int status = run_pipeline(o);
+  if (status != exit_ok || !report.dir)
+    return status;
+  return write_store_report(*report.dir, *o.store_url, o.cfg);
 }
 
 } // namespace meterflow::runtime
