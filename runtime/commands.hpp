@@ -44,6 +44,11 @@ struct report_option {
 report_option take_report_option(const std::vector<std::string>& args);
 // Writes DIR/reconciliation.json, the store's reconciliation, and prints its result; returns
 // the exit status (0 reconciled, 1 a check failed or the store could not be read).
+// Reconciles one scope of the store (after a re-rate), prints the result line and any failed
+// check; returns whether every check passed.
+struct reconcile_scope;
+bool print_scope_reconciliation(const std::string& store_url, const config::configuration& cfg,
+                                const reconcile_scope& scope);
 int write_store_report(const std::string& dir, const std::string& store_url,
                        const config::configuration& cfg);
 

@@ -216,4 +216,13 @@ int write_store_report(const std::string& dir, const std::string& store_url,
   return report.ok ? exit_ok : exit_check_failed;
 }
 
+bool print_scope_reconciliation(const std::string& store_url, const config::configuration& cfg,
+                                const reconcile_scope& scope) {
+  const reconciliation_report report = reconcile_store(store_url, &cfg, scope);
+  std::cout << scope.name << " ";
+  print_summary_line(report);
+  print_failures(report);
+  return report.ok;
+}
+
 } // namespace meterflow::runtime

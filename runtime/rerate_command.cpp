@@ -11,6 +11,7 @@
 #include "persistence/pg_store.hpp"
 #include "runtime/cli.hpp"
 #include "runtime/commands.hpp"
+#include "runtime/store_reconciliation.hpp"
 
 #include <iomanip>
 #include <iostream>
@@ -46,9 +47,10 @@ Options:
   --help              show this text
 
 Output: one line per customer, metric and period with the amount charged before and after,
-the delta and the windows whose charge changed; a total per currency; the documents created.
-Exit status: 0 done, 1 the store refused the records, 2 bad arguments, configuration or store,
-3 an amount reached 10^26.
+the delta and the windows whose charge changed; a total per currency; the documents created;
+then the reconciliation of each re-rated period (meterflow reconcile --period).
+Exit status: 0 done and reconciled, 1 the store refused the records or a reconciliation check
+failed, 2 bad arguments, configuration or store, 3 an amount reached 10^26.
 )";
 
 namespace {
@@ -322,7 +324,19 @@ int rerate_command(const std::vector<std::string>& args) {
     return exit_check_failed;
   }
   std::cout << "recorded re-rate run " << batch.rerate_runs.front().rerate_run_id << "\n";
-  return exit_ok;
+  // SEMANTICS §7 step 6: reconcile the re-rated periods.
+  bool reconciled = true;
+  try {
+    for (pricing::period period = from; period.start <= to.start;
+         period = pricing::next_period(period))
+      reconciled &= print_scope_reconciliation(
+          cl.required("store"), cfg, {period.start, period.end, pricing::period_id(period)});
+  } catch (const persistence::store_error& e) {
+    std::cerr << "meterflow rerate: the re-rate is recorded, but its reconciliation failed: "
+              << e.what() << "\n";
+    return exit_check_failed;
+  }
+  return reconciled ? exit_ok : exit_check_failed;
 }
 
 } // namespace meterflow::runtime

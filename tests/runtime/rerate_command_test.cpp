@@ -132,12 +132,13 @@ TEST_CASE("rerate: a corrected price version and a manual re-rate give one corre
                           Catch::Contains("inv_c_flat_2024-01_c2") &&
                           Catch::Contains("dry run: nothing written"));
   CHECK(scalar(db, "select count(*) from rated_charges") == charges_before);
-  CHECK(scalar(db, "select count(*) from rerate_runs") == "0");
+  CHECK(scalar(db, "select count(*) from rerate_runs where trigger = 'manual'") == "0");
 
   // The re-rate: superseding charges and one correction invoice linked to the original.
   const auto done = run_meterflow(rerate);
   INFO(done.out);
   REQUIRE(done.status == 0);
+  CHECK_THAT(done.out, Catch::Contains("2024-01 reconciliation: ok"));
   CHECK(scalar(db,
                "select count(*) from invoices where invoice_id = 'inv_c_flat_2024-01_c2' "
                "and type = 'correction' and corrects_invoice_id = 'inv_c_flat_2024-01'") == "1");
