@@ -361,8 +361,9 @@ FROM rating g WHERE NOT EXISTS (
           "SELECT u.customer_id || '/' || u.metric || '/' || TS(u.ws) FROM units u WHERE NOT "
           "EXISTS (" +
               rated + ")",
-          "re-process: re-rate the listed windows (their current charge is missing or rates "
-          "another quantity than the final aggregate)");
+          "re-process: re-rate the listed windows with `meterflow rerate` (their current charge is "
+          "missing or "
+          "rates another quantity than the final aggregate)");
     checks_.add("every current charge or unpriced listing rates a final aggregate", "0",
                 r[2].c_str(),
                 r[2].as<std::int64_t>() == 0
@@ -390,7 +391,7 @@ SELECT (SELECT coalesce(sum(f.value), 0) FROM final_agg f JOIN meters m USING (m
                 "unpriced",
                 aggregated.to_string(), (charged + decimal_of(r[2])).to_string(),
                 "the charges rate other quantities than the final aggregates",
-                "re-process: re-rate the scope");
+                "re-process: re-rate the scope (`meterflow rerate`)");
     return {aggregated, charged};
   }
 
@@ -495,7 +496,8 @@ LEFT JOIN (SELECT e.invoice_id, sum(e.amount) AS amount,
           "customer/period/metric charged vs invoiced: ",
           "SELECT customer_id || '/' || left(TS(ps), 7) || '/' || metric || ' ' || charged || "
           "' vs ' || invoiced FROM scopes WHERE NOT matches",
-          "re-process: re-rate the period so that a correction invoice bills the difference; "
+          "re-process: re-rate the period (`meterflow rerate`) so that a correction invoice bills "
+          "the difference; "
           "void the invoice if its lines are wrong");
     const decimal expected = decimal_of(r[4]), booked = decimal_of(r[5]);
     const bool ok = expected == booked && r[6].as<std::int64_t>() == 0;
