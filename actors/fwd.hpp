@@ -96,7 +96,22 @@ struct invoice_request {
   bool settle = false;
 };
 
+// What the store holds of a partition's charges and invoices, for a resumed service to adopt
+// after its replay: current charges by (customer, metric, period start) and window start;
+// invoices (standard and corrections, in issue order) by (customer, period start).
+struct stored_charges {
+  std::map<timestamp, current_charge> by_window;
+};
+struct stored_invoices {
+  std::vector<persistence::invoice_record> invoices;
+};
+struct stored_state {
+  std::map<std::tuple<std::string, std::string, timestamp>, stored_charges> charges;
+  std::map<std::pair<std::string, timestamp>, stored_invoices> invoices;
+};
+
 using admit_atom = caf::atom_constant<caf::atom("admit")>;
+using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using restore_atom = caf::atom_constant<caf::atom("restore")>;
 using open_atom = caf::atom_constant<caf::atom("open")>;
@@ -117,6 +132,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::admit_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::watermark_steps)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::partition_report)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::restore_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::stored_charges)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::stored_invoices)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::stored_state)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::window_identity)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::window_inputs)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(meterflow::actors::finalized_window)

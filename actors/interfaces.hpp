@@ -33,6 +33,7 @@ using partition_actor =
     caf::typed_actor<caf::replies_to<admit_atom, event_batch>::with<admit_result>,
                      caf::replies_to<apply_atom, watermark_steps>::with<partition_report>,
                      caf::replies_to<restore_atom, restore_request>::with<partition_report>,
+                     caf::replies_to<adopt_atom, stored_state>::with<partition_report>,
                      caf::reacts_to<done_atom, stage_output>,
                      caf::reacts_to<final_atom, finalized_window>>;
 
@@ -41,9 +42,11 @@ using window_actor = caf::typed_actor<
     caf::reacts_to<close_atom, std::uint64_t>, caf::reacts_to<finalize_atom, std::uint64_t>>;
 
 using invoice_actor = caf::typed_actor<caf::reacts_to<lines_atom, line_updates>,
+                                       caf::reacts_to<adopt_atom, stored_invoices>,
                                        caf::reacts_to<issue_atom, invoice_request>>;
 
 using rating_actor = caf::typed_actor<caf::reacts_to<rate_atom, rating_input>,
+                                      caf::reacts_to<adopt_atom, stored_charges>,
                                       caf::reacts_to<rerate_atom, rerate_request>>;
 
 } // namespace meterflow::actors

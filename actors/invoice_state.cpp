@@ -160,6 +160,14 @@ void invoice_state::restore(const std::vector<persistence::invoice_record>& issu
   }
 }
 
+void invoice_state::adopt(const std::vector<persistence::invoice_record>& issued) {
+  issued_ = false;
+  corrections_ = 0;
+  billed_.clear();
+  billed_subtotal_ = billed_credits_ = billed_total_ = decimal();
+  restore(issued);
+}
+
 stage_output invoice_state::take_output() {
   stage_output o = std::move(out_);
   out_ = {};

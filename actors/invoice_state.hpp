@@ -28,6 +28,9 @@ public:
   // standard one and its corrections, in issue order) billed so far.
   void restore(const std::vector<persistence::invoice_record>& issued);
   bool issued() const { return issued_; }
+  // A resumed service: what was billed is what the store holds, replacing what the replay
+  // computed (a manual re-rate may have issued corrections since).
+  void adopt(const std::vector<persistence::invoice_record>& issued);
 
   stage_output take_output();
 

@@ -472,6 +472,23 @@ partition_actor_state::scope_for(const std::string& customer, const config::mete
   return *slot;
 }
 
+void partition_actor_state::adopt(stored_state&& stored, std::function<void()> done) {
+  for (auto& [key, scope] : scopes) {
+    auto it = stored.charges.find(key);
+    if (it != stored.charges.end())
+      tell(scope->handle, adopt_atom::value, std::move(it->second));
+  }
+  // The invoices adopt after the ratings, whose line updates reach them first.
+  then([this, stored_invoices = std::move(stored.invoices), done = std::move(done)]() mutable {
+    for (auto& [key, inv] : invoices) {
+      auto it = stored_invoices.find(key);
+      tell(inv->handle, adopt_atom::value,
+           it == stored_invoices.end() ? actors::stored_invoices{} : std::move(it->second));
+    }
+    then(std::move(done));
+  });
+}
+
 partition_actor partition_actor_state::parent() {
   return caf::actor_cast<partition_actor>(self);
 }
@@ -518,6 +535,15 @@ partition(partition_actor::stateful_pointer<partition_actor_state> self, std::ui
             auto rp = self->make_response_promise<partition_report>();
             st.start(std::move(steps.steps), steps.end_of_input,
                      [self, rp]() mutable { rp.deliver(self->state.report()); });
+            return rp;
+          },
+          [self](adopt_atom, stored_state& stored) {
+            auto rp = self->make_response_promise<partition_report>();
+            self->state.adopt(std::move(stored), [self, rp]() mutable {
+              partition_report r = self->state.report();
+              r.output = {}; // adopting emits no record
+              rp.deliver(std::move(r));
+            });
             return rp;
           },
           // Rebuilds every stage from the store after a crash: replays the stored events up to

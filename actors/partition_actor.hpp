@@ -38,6 +38,8 @@ struct partition_actor_state {
   // watermark to +infinity); calls `done` when every stage has replied.
   void start(std::vector<watermark_step> steps, bool end_of_input, std::function<void()> done);
   partition_report report();
+  // A resumed service: the stages take the charges and invoices the store holds.
+  void adopt(stored_state&& stored, std::function<void()> done);
   // Replies of the stage actors.
   void on_done(stage_output& o);
   void on_final(finalized_window& f);

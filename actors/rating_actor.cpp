@@ -27,6 +27,9 @@ rating_actor::behavior_type rating(rating_actor::stateful_pointer<rating_actor_s
                 st.close_period(in.step);
             }));
           },
+          [self, reply](adopt_atom, const stored_charges& in) {
+            reply(run_stage(*self->state.state, [&](rating_state& st) { st.adopt(in.by_window); }));
+          },
           [self, reply](rerate_atom, const rerate_request& in) {
             reply(run_stage(*self->state.state, [&](rating_state& st) {
               st.rerate(in.step, in.stage, in.changed, in.watermark);

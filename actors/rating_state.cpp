@@ -209,6 +209,25 @@ void rating_state::restore_period_charge(current_charge charge) {
   closed_ = true;
 }
 
+void rating_state::adopt(const std::map<timestamp, current_charge>& stored) {
+  for (auto& [start, fw] : windows_) {
+    auto it = stored.find(start);
+    if (it == stored.end())
+      continue;
+    fw.charge = it->second;
+    fw.unpriced_quantity.reset();
+  }
+  if (!config::is_additive(meter_.kind) && closed_) {
+    auto it = stored.find(period_.start);
+    if (it != stored.end()) {
+      period_charge_ = it->second;
+      period_unpriced_quantity_.reset();
+    }
+  }
+  for (line_update& l : lines())
+    out_.lines.push_back(std::move(l));
+}
+
 std::vector<line_update> rating_state::lines() const {
   std::vector<line_update> out;
   if (!config::is_additive(meter_.kind)) {

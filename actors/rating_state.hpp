@@ -38,6 +38,10 @@ public:
                       std::optional<decimal> unpriced_quantity);
   // Period-level meters: the period's stored charge; the period counts as rated.
   void restore_period_charge(current_charge charge);
+  // A resumed service: after replaying the stored events, the charges in force are the ones the
+  // store holds (a manual re-rate may have superseded what the replay computed). Emits the
+  // line updates for the invoice stage.
+  void adopt(const std::map<timestamp, current_charge>& stored);
   // What the invoice accumulator needs of this scope now: every final window (or the period).
   std::vector<line_update> lines() const;
   // The sum of the amounts of the charges in force.

@@ -32,7 +32,8 @@ charge changes gets a new charge that supersedes the old one, an issued period w
 amounts change gets a correction invoice (inv_<customer>_<period>_c<n>) that links to the
 standard invoice. Nothing is updated: every change is a new record. Running the same re-rate
 again finds nothing to change and creates no document. Each run is recorded in rerate_runs.
-Stop `meterflow serve` on the store before a manual re-rate.
+Stop `meterflow serve` on the store before a manual re-rate; started again, it adopts the
+re-rated charges and invoices.
 
 Options:
   --config CONFIG     the configuration: meters and the price books as published now

@@ -225,12 +225,10 @@ public:
       sink_.set_record_store(records_.get(), progress_source);
       if (resume)
         resume_from(records_->progress(progress_source));
-      // A resumed service rebuilds its charges by replaying the stored events; a manual re-rate
-      // recorded charges and correction invoices that replay does not know, so continuing
-      // would supersede and number documents from the wrong base.
-      if (resume && !finished_before_ && manually_rerated(*records_))
-        throw usage_error("--store: this store was re-rated with `meterflow rerate`; serve "
-                          "cannot resume its input after a manual re-rate (docs/corrections.md)");
+      // A resumed service rebuilds its state by replaying the stored events; a manual re-rate
+      // recorded charges and correction invoices that the replay does not know, so the
+      // partitions then adopt what the store holds.
+      adopt_stored_ = resume && !finished_before_ && manually_rerated(*records_);
     }
     if (finished_before_)
       return; // nothing to do: no partition needs to run
@@ -466,6 +464,38 @@ private:
                        "partition " + std::to_string(p) +
                        " could not rebuild its state from the store: " + sys_.render(e));
                  });
+    if (!adopt_stored_)
+      return;
+    self_->request(slots_[p].handle, caf::infinite, adopt_atom::value, stored_state_of(p))
+        .receive([](partition_report&) {},
+                 [&](caf::error& e) {
+                   throw std::runtime_error(
+                       "partition " + std::to_string(p) +
+                       " could not adopt the stored charges: " + sys_.render(e));
+                 });
+  }
+
+  // The current charges and the invoices the store holds for partition `p`'s customers.
+  stored_state stored_state_of(std::uint32_t p) const {
+    stored_state out;
+    std::set<std::string> customers;
+    const persistence::event_store& events = *slots_[p].store;
+    for (std::uint32_t i = 0; i < events.size(); ++i)
+      customers.insert(events.at(i).customer_id);
+    for (const std::string& customer : customers) {
+      std::set<timestamp> periods;
+      for (const config::meter& m : cfg_.meters)
+        for (const auto& c : records_->current_charges(customer, m.metric)) {
+          const timestamp period = pricing::period_of(c.window_start).start;
+          periods.insert(period);
+          out.charges[{customer, m.metric, period}].by_window[c.window_start] =
+              current_charge{c.charge_id, c.quantity, c.amount(), c.calculation.rounding};
+        }
+      for (timestamp period : periods)
+        out.invoices[{customer, period}].invoices =
+            records_->invoices_of(customer, pricing::period_of(period));
+    }
+    return out;
   }
 
   void restart(std::uint32_t p, const std::string& why) {
@@ -491,6 +521,7 @@ private:
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
   bool resumed_ = false, finished_before_ = false;
+  bool adopt_stored_ = false;      // the store was re-rated by hand: partitions adopt its charges
   std::uint64_t flushed_upto_ = 0; // records written through this input position
   watermark_steps steps_;          // the batch being applied
   std::uint64_t batch_upto_ = 0;   // its last input position

@@ -6,10 +6,12 @@
 #include "support/process.hpp"
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 using meterflow::test::run_meterflow;
 using meterflow::test::shell_quote;
@@ -215,4 +217,70 @@ TEST_CASE("rerate: bad arguments are refused with the option named", "[cli][rera
     CHECK(r.status == 2);
     CHECK_THAT(r.out, Catch::Contains(c.message));
   }
+}
+
+TEST_CASE("rerate: a service stopped mid-input, re-rated by hand and resumed with the corrected "
+          "prices ends where a fresh run with those prices ends",
+          "[cli][rerate][serve][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema schema(*server, true);
+  const std::string& db = schema.conninfo();
+  const fs::path dir =
+      fs::temp_directory_path() / ("meterflow_rerate_serve_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(examples + "/events.ndjson");
+    for (std::string l; std::getline(in, l);)
+      lines.push_back(l);
+  }
+  const fs::path events = dir / "events.ndjson";
+  auto append = [&](std::size_t from, std::size_t to) {
+    std::ofstream out(events, std::ios::app);
+    for (std::size_t i = from; i < to; ++i)
+      out << lines[i] << '\n';
+  };
+  // Up to line 12736: January is issued, the very late event of January (line 12737) is not
+  // read yet; after the manual re-rate it brings a second correction of January.
+  const std::size_t first = 12736;
+  append(0, first);
+  {
+    meterflow::test::background_meterflow serve({"serve", "--follow", "--quiet", "--batch-size",
+                                                 "100", "--config", examples + "/config.json",
+                                                 "--events", events.string(), "--store", db});
+    for (int i = 0; i < 300 && scalar(db, "select coalesce(max(position), 0) from "
+                                          "serve_progress") != std::to_string(first);
+         ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(scalar(db, "select max(position) from serve_progress") == std::to_string(first));
+    REQUIRE(serve.stop(SIGTERM) == 0);
+  }
+  const fs::path config = corrected_config(dir, "mid", "0.07");
+  const auto rerate = run_meterflow(
+      "rerate --config " + shell_quote(config.string()) + " --store " + shell_quote(db) +
+      " --from 2024-01 --customers c_flat --reason " + shell_quote("dispute 43") + " 2>&1");
+  INFO(rerate.out);
+  REQUIRE(rerate.status == 0);
+  REQUIRE(scalar(db, "select count(*) from rated_charges where version = 'v2-corrected-mid'") !=
+          "0");
+
+  // The rest of the input, with the corrected prices: the service adopts the stored charges
+  // and invoices after its replay and goes on from them.
+  append(first, lines.size());
+  const auto resumed = run_meterflow(
+      "serve --quiet --batch-size 100 --config " + shell_quote(config.string()) + " --events " +
+      shell_quote(events.string()) + " --store " + shell_quote(db) + " 2>&1");
+  INFO(resumed.out);
+  REQUIRE(resumed.status == 0);
+  CHECK(dec(january_total(db, "c_flat")) == fresh_january_total(config, dir / "fresh", "c_flat"));
+  const auto reconciled = run_meterflow("reconcile --store " + shell_quote(db) + " --config " +
+                                        shell_quote(config.string()) + " 2>&1");
+  INFO(reconciled.out);
+  CHECK(reconciled.status == 0);
+  fs::remove_all(dir);
 }
