@@ -158,6 +158,26 @@ constexpr pricing::unpriced_reason unpriced_reasons[] = {pricing::unpriced_reaso
 
 // ---- raw events ---------------------------------------------------------------------------------
 
+struct pg_service_lock::connection {
+  std::unique_ptr<pqxx::connection> c;
+};
+
+pg_service_lock::pg_service_lock(std::unique_ptr<connection> c) : connection_(std::move(c)) {}
+pg_service_lock::~pg_service_lock() = default;
+
+std::unique_ptr<pg_service_lock> pg_service_lock::try_acquire(const std::string& conninfo) {
+  auto c = std::make_unique<connection>();
+  c->c = connect(conninfo);
+  try {
+    pqxx::nontransaction tx(*c->c);
+    if (!tx.exec1("SELECT pg_try_advisory_lock(hashtext('meterflow:service'))")[0].as<bool>())
+      return nullptr;
+  } catch (const pqxx::failure& e) {
+    throw failure("taking the service lock", e);
+  }
+  return std::unique_ptr<pg_service_lock>(new pg_service_lock(std::move(c)));
+}
+
 struct pg_event_store::connection {
   std::unique_ptr<pqxx::connection> c;
 };

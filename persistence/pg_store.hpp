@@ -62,6 +62,21 @@ private:
   std::optional<std::uint64_t> consumed_;
 };
 
+// The store's one service: `meterflow serve` holds it while it runs, and commands that must not
+// run beside a service (`meterflow rerate`) take it as well. A session-level advisory lock on a
+// connection of its own: PostgreSQL releases it when the holder ends, even by a crash.
+class pg_service_lock {
+public:
+  // Nothing when another process holds it. Throws store_error (unreachable, schema not current).
+  static std::unique_ptr<pg_service_lock> try_acquire(const std::string& conninfo);
+  ~pg_service_lock();
+
+private:
+  struct connection;
+  explicit pg_service_lock(std::unique_ptr<connection> c);
+  std::unique_ptr<connection> connection_;
+};
+
 // The run's records in PostgreSQL. Throws store_error when the database is unreachable or its
 // schema is not current.
 std::unique_ptr<record_store> make_pg_record_store(const std::string& conninfo);

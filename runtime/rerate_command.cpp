@@ -32,8 +32,8 @@ charge changes gets a new charge that supersedes the old one, an issued period w
 amounts change gets a correction invoice (inv_<customer>_<period>_c<n>) that links to the
 standard invoice. Nothing is updated: every change is a new record. Running the same re-rate
 again finds nothing to change and creates no document. Each run is recorded in rerate_runs.
-Stop `meterflow serve` on the store before a manual re-rate; started again, it adopts the
-re-rated charges and invoices.
+Stop `meterflow serve` on the store before a manual re-rate (a running one is detected and the
+re-rate refused); started again, it adopts the re-rated charges and invoices.
 
 Options:
   --config CONFIG     the configuration: meters and the price books as published now
@@ -195,9 +195,15 @@ int rerate_command(const std::vector<std::string>& args) {
     }
   }
 
+  std::unique_ptr<persistence::pg_service_lock> service;
   std::unique_ptr<persistence::record_store> records;
   std::vector<std::unique_ptr<persistence::pg_event_store>> stores;
   try {
+    // A running service would go on from charges this re-rate supersedes.
+    service = persistence::pg_service_lock::try_acquire(cl.required("store"));
+    if (!service)
+      throw usage_error("--store: a meterflow serve is running on this store; stop it (SIGTERM) "
+                        "before a manual re-rate, and start it again afterwards");
     records = persistence::make_pg_record_store(cl.required("store"));
     for (std::uint32_t p = 0; p < partitions; ++p)
       stores.push_back(

@@ -220,6 +220,12 @@ public:
     }
     if (store_url && resume)
       check_partitioning(*store_url, partitions);
+    if (store_url && resume) {
+      service_lock_ = persistence::pg_service_lock::try_acquire(*store_url);
+      if (!service_lock_)
+        throw usage_error("--store: another meterflow serve (or a meterflow rerate) is using "
+                          "this store; one service per store");
+    }
     if (store_url) {
       records_ = persistence::make_pg_record_store(*store_url);
       sink_.set_record_store(records_.get(), progress_source);
@@ -521,6 +527,7 @@ private:
   std::vector<watermark_step> history_;
   std::uint64_t applied_upto_ = 0;
   bool resumed_ = false, finished_before_ = false;
+  std::unique_ptr<persistence::pg_service_lock> service_lock_; // serve: held while it runs
   bool adopt_stored_ = false;      // the store was re-rated by hand: partitions adopt its charges
   std::uint64_t flushed_upto_ = 0; // records written through this input position
   watermark_steps steps_;          // the batch being applied

@@ -258,6 +258,17 @@ TEST_CASE("rerate: a service stopped mid-input, re-rated by hand and resumed wit
          ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     REQUIRE(scalar(db, "select max(position) from serve_progress") == std::to_string(first));
+    // One service per store: a manual re-rate or a second serve is refused while it runs.
+    const auto refused =
+        run_meterflow("rerate --config " + shell_quote(examples + "/config.json") + " --store " +
+                      shell_quote(db) + " --from 2024-01 --reason r 2>&1");
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.out, Catch::Contains("a meterflow serve is running on this store"));
+    const auto second = run_meterflow(
+        "serve --quiet --config " + shell_quote(examples + "/config.json") + " --events " +
+        shell_quote(events.string()) + " --store " + shell_quote(db) + " 2>&1");
+    CHECK(second.status == 2);
+    CHECK_THAT(second.out, Catch::Contains("one service per store"));
     REQUIRE(serve.stop(SIGTERM) == 0);
   }
   const fs::path config = corrected_config(dir, "mid", "0.07");
