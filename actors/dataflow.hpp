@@ -13,6 +13,7 @@
 #include "persistence/records.hpp"
 #include "persistence/store.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -117,11 +118,33 @@ struct partition_output {
   std::vector<keyed<persistence::unpriced_window>> unpriced;
   std::vector<keyed<persistence::invoice_record>> invoices;
   std::vector<keyed<persistence::rerate_run>> rerate_runs; // automatic re-rates (very late events)
-  std::vector<std::pair<std::uint64_t, std::string>> conflicts; // (line, detail)
 
   bool empty() const {
     return aggregates.empty() && charges.empty() && unpriced.empty() && invoices.empty() &&
-           rerate_runs.empty() && conflicts.empty();
+           rerate_runs.empty();
+  }
+  // Moves `other`'s records after these (merging stages, partitions or batches).
+  void append(partition_output&& other) {
+    auto move_all = [](auto& to, auto& from) {
+      to.insert(to.end(), std::make_move_iterator(from.begin()),
+                std::make_move_iterator(from.end()));
+    };
+    move_all(aggregates, other.aggregates);
+    move_all(charges, other.charges);
+    move_all(unpriced, other.unpriced);
+    move_all(invoices, other.invoices);
+    move_all(rerate_runs, other.rerate_runs);
+  }
+  // Every kind of record in its global order.
+  void sort_by_key() {
+    auto sort = [](auto& v) {
+      std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
+    };
+    sort(aggregates);
+    sort(charges);
+    sort(unpriced);
+    sort(invoices);
+    sort(rerate_runs);
   }
 };
 
@@ -166,6 +189,10 @@ struct current_charge {
   decimal amount;
   pricing::rounding_mode rounding = pricing::rounding_mode::half_even;
 };
+
+inline current_charge current_charge_of(const persistence::charge_record& c) {
+  return {c.charge_id, c.quantity, c.amount(), c.calculation.rounding};
+}
 
 // What the invoice accumulator of a customer x period needs of a rating scope: for one final
 // window (or the period, for period-level meters, keyed by the period start) its quantity and

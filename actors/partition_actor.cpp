@@ -23,16 +23,6 @@ timestamp floor_div(timestamp a, timestamp b) {
   return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-template <class T>
-void append(std::vector<T>& to, std::vector<T>& from) {
-  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
-}
-
-template <class T>
-void sort_by_key(std::vector<keyed<T>>& v) {
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
-}
-
 } // namespace
 
 // --- admit: deduplicate and store ---------------------------------------------------------
@@ -182,7 +172,6 @@ void partition_actor_state::begin_step(std::uint64_t seq, timestamp to, bool fin
     return;
   work_ = step_work{};
   work_.seq = seq;
-  work_.from = from;
   work_.finishing = finishing;
   watermark = std::max(to, from);
   // (1) Windows entering closing emit a provisional aggregate; closing windows that took
@@ -422,10 +411,7 @@ void partition_actor_state::then(std::function<void()> next) {
 
 // A stage's records go to the partition's output.
 void partition_actor_state::on_done(stage_output& o) {
-  append(out_.aggregates, o.records.aggregates);
-  append(out_.charges, o.records.charges);
-  append(out_.unpriced, o.records.unpriced);
-  append(out_.invoices, o.records.invoices);
+  out_.append(std::move(o.records));
   if (!o.fatal.empty() && fatal_.empty())
     fatal_ = o.fatal;
   replied();
@@ -498,11 +484,7 @@ partition_report partition_actor_state::report() {
   r.partition = partition;
   r.output = std::move(out_);
   out_ = {};
-  sort_by_key(r.output.aggregates);
-  sort_by_key(r.output.charges);
-  sort_by_key(r.output.unpriced);
-  sort_by_key(r.output.invoices);
-  sort_by_key(r.output.rerate_runs);
+  r.output.sort_by_key();
   r.counters = counters;
   r.open_windows = windows.size();
   r.watermark = watermark;

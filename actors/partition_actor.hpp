@@ -96,7 +96,6 @@ private:
   // The watermark step being processed, stage by stage.
   struct step_work {
     std::uint64_t seq = 0;
-    timestamp from = watermark_min;
     bool finishing = false;
     std::vector<window_entry*> provisional;
     std::vector<std::unique_ptr<window_entry>> finalizing;

@@ -78,7 +78,7 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
   c.calculation = std::move(*r.charge);
   c.source_event_ids = source_ids();
   c.source_event_count = c.source_event_ids.size();
-  current = current_charge{c.charge_id, quantity, c.amount(), c.calculation.rounding};
+  current = current_charge_of(c);
   out_.records.charges.push_back({emit_.key(p, order_t, c.customer_id, c.metric), std::move(c)});
 }
 

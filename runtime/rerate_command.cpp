@@ -116,8 +116,7 @@ restore_scope(const config::configuration& cfg, const persistence::record_store&
   std::map<timestamp, current_charge> charges;
   for (const auto& c : records.current_charges(customer, meter.metric))
     if (c.window_start >= period.start && c.window_start < period.end)
-      charges[c.window_start] =
-          current_charge{c.charge_id, c.quantity, c.amount(), c.calculation.rounding};
+      charges[c.window_start] = actors::current_charge_of(c);
   if (!config::is_additive(meter.kind)) {
     auto it = charges.find(period.start);
     if (it != charges.end())

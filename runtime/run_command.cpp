@@ -495,7 +495,7 @@ private:
           const timestamp period = pricing::period_of(c.window_start).start;
           periods.insert(period);
           out.charges[{customer, m.metric, period}].by_window[c.window_start] =
-              current_charge{c.charge_id, c.quantity, c.amount(), c.calculation.rounding};
+              current_charge_of(c);
         }
       for (timestamp period : periods)
         out.invoices[{customer, period}].invoices =

@@ -7,16 +7,6 @@ namespace meterflow::runtime {
 
 namespace {
 
-template <class T>
-void sort_by_key(std::vector<actors::keyed<T>>& v) {
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
-}
-
-template <class T>
-void append(std::vector<T>& to, std::vector<T>&& from) {
-  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
-}
-
 std::ofstream open_for_write(const std::filesystem::path& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out)
@@ -69,11 +59,7 @@ run_sink::run_sink(std::optional<std::filesystem::path> out_dir, bool retain)
 }
 
 void run_sink::add(actors::partition_output&& out) {
-  append(pending_.aggregates, std::move(out.aggregates));
-  append(pending_.charges, std::move(out.charges));
-  append(pending_.unpriced, std::move(out.unpriced));
-  append(pending_.invoices, std::move(out.invoices));
-  append(pending_.rerate_runs, std::move(out.rerate_runs));
+  pending_.append(std::move(out));
 }
 
 void run_sink::set_counters(const source_counters& source,
@@ -115,11 +101,7 @@ void run_sink::take_charge(actors::keyed<persistence::charge_record>&& k) {
 }
 
 void run_sink::flush(std::uint64_t upto_line) {
-  sort_by_key(pending_.aggregates);
-  sort_by_key(pending_.charges);
-  sort_by_key(pending_.unpriced);
-  sort_by_key(pending_.invoices);
-  sort_by_key(pending_.rerate_runs);
+  pending_.sort_by_key();
 
   for (auto& k : pending_.aggregates) {
     const auto& a = k.record;

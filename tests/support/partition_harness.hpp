@@ -77,14 +77,7 @@ private:
             [&](actors::partition_report& r) {
               if (!r.fatal.empty())
                 throw std::runtime_error(r.fatal);
-              auto add = [](auto& to, auto& from) {
-                to.insert(to.end(), std::make_move_iterator(from.begin()),
-                          std::make_move_iterator(from.end()));
-              };
-              add(output_.aggregates, r.output.aggregates);
-              add(output_.charges, r.output.charges);
-              add(output_.unpriced, r.output.unpriced);
-              add(output_.invoices, r.output.invoices);
+              output_.append(std::move(r.output));
               last_ = std::move(r);
             },
             [](caf::error& e) { throw std::runtime_error(caf::to_string(e)); });
