@@ -170,16 +170,7 @@ int rerate_command(const std::vector<std::string>& args) {
   if (reason.empty())
     throw usage_error("--reason: say why the scope is re-rated");
   const bool dry_run = cl.flag("dry-run");
-  std::uint32_t partitions = 4;
-  if (auto p = cl.optional("partitions")) {
-    try {
-      partitions = static_cast<std::uint32_t>(std::stoul(*p));
-    } catch (const std::exception&) {
-      partitions = 0;
-    }
-    if (partitions == 0 || partitions > 4096)
-      throw usage_error("--partitions: expected a whole number from 1 to 4096, got \"" + *p + "\"");
-  }
+  const auto partitions = static_cast<std::uint32_t>(cl.count("partitions", 4, 4096));
   std::vector<const config::meter*> meters;
   const std::string metric_list = cl.optional("metrics").value_or("all");
   if (metric_list == "all") {

@@ -106,20 +106,6 @@ using namespace meterflow::actors;
 constexpr int exit_engine_failure = 4;
 constexpr int restart_budget = 3;
 
-std::uint64_t parse_count(const command_line& cl, const std::string& name, std::uint64_t fallback,
-                          std::uint64_t max) {
-  auto v = cl.optional(name);
-  if (!v)
-    return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long n = std::strtoull(v->c_str(), &end, 10);
-  if (v->empty() || *end != '\0' || errno != 0 || n == 0 || n > max || (*v)[0] == '-')
-    throw usage_error("--" + name + ": expected a whole number from 1 to " + std::to_string(max) +
-                      ", got \"" + *v + "\"");
-  return n;
-}
-
 // Test-only fault hooks, from the environment so no user-facing option exposes them:
 //   METERFLOW_TEST_FAULT=crash_partition:P:B   partition P throws while applying batch B
 //   METERFLOW_TEST_FAULT=crash_stage:S:N       the N-th message a stage S (window, rating or
@@ -218,9 +204,8 @@ public:
         slots_.back().store = std::make_unique<persistence::memory_store>();
       }
     }
-    if (store_url && resume)
-      check_partitioning(*store_url, partitions);
     if (store_url && resume) {
+      check_partitioning(*store_url, partitions);
       service_lock_ = persistence::pg_service_lock::try_acquire(*store_url);
       if (!service_lock_)
         throw usage_error("--store: another meterflow serve (or a meterflow rerate) is using "
@@ -461,23 +446,20 @@ private:
     self_->monitor(slots_[p].handle);
     if (!restore)
       return;
-    self_
-        ->request(slots_[p].handle, caf::infinite, restore_atom::value,
-                  restore_request{history_, applied_upto_, queue_later_events})
+    wait_for(p, "rebuild its state from the store", restore_atom::value,
+             restore_request{history_, applied_upto_, queue_later_events});
+    if (adopt_stored_)
+      wait_for(p, "adopt the stored charges", adopt_atom::value, stored_state_of(p));
+  }
+
+  // Sends partition `p` a request and waits for its (empty) report.
+  template <class... Ts>
+  void wait_for(std::uint32_t p, const char* what, Ts&&... xs) {
+    self_->request(slots_[p].handle, caf::infinite, std::forward<Ts>(xs)...)
         .receive([](partition_report&) {},
                  [&](caf::error& e) {
-                   throw std::runtime_error(
-                       "partition " + std::to_string(p) +
-                       " could not rebuild its state from the store: " + sys_.render(e));
-                 });
-    if (!adopt_stored_)
-      return;
-    self_->request(slots_[p].handle, caf::infinite, adopt_atom::value, stored_state_of(p))
-        .receive([](partition_report&) {},
-                 [&](caf::error& e) {
-                   throw std::runtime_error(
-                       "partition " + std::to_string(p) +
-                       " could not adopt the stored charges: " + sys_.render(e));
+                   throw std::runtime_error("partition " + std::to_string(p) + " could not " +
+                                            what + ": " + sys_.render(e));
                  });
   }
 
@@ -611,9 +593,9 @@ pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bo
   o.events_path = cl.required("events");
   if (!serve)
     o.out_dir = cl.required("out");
-  o.threads = parse_count(cl, "threads", 2, 256);
-  o.partitions = static_cast<std::uint32_t>(parse_count(cl, "partitions", 4, 4096));
-  o.batch_size = parse_count(cl, "batch-size", 8192, 1'000'000);
+  o.threads = cl.count("threads", 2, 256);
+  o.partitions = static_cast<std::uint32_t>(cl.count("partitions", 4, 4096));
+  o.batch_size = cl.count("batch-size", 8192, 1'000'000);
   o.quiet = cl.flag("quiet");
   o.follow = cl.flag("follow");
   if (o.follow) { // from here on a SIGTERM commits what was read and stops cleanly
