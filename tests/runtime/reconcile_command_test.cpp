@@ -12,8 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
 
 using meterflow::test::run_meterflow;
@@ -103,36 +101,6 @@ struct examples_store {
   meterflow::test::pg_test_schema schema;
   scratch tmp;
   fs::path out;
-};
-
-long committed_line(const std::string& conninfo) {
-  pqxx::connection c(conninfo);
-  pqxx::nontransaction tx(c);
-  return tx.exec1("SELECT coalesce(max(position), 0) FROM serve_progress")[0].as<long>();
-}
-
-void wait_for_commit(const std::string& conninfo, long line) {
-  for (int i = 0; i < 600 && committed_line(conninfo) < line; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  REQUIRE(committed_line(conninfo) >= line);
-}
-
-// A child process, killed if the test ends before it was waited for.
-struct child_process {
-  pid_t pid = -1;
-  ~child_process() {
-    if (pid <= 0)
-      return;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  int stop() { // SIGTERM, then its exit status (-1: it did not exit normally)
-    int status = 0;
-    ::kill(pid, SIGTERM);
-    const bool waited = ::waitpid(pid, &status, 0) == pid;
-    pid = -1;
-    return waited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
 };
 
 void exec_sql(const std::string& conninfo, const std::string& sql) {
@@ -370,17 +338,13 @@ TEST_CASE("serve --report: the store's reconciliation when serve stops, mid-stre
   const std::size_t cuts[] = {lines.size() / 3, 2 * lines.size() / 3, 9 * lines.size() / 10};
   write_lines(growing, lines, 0, cuts[0], false);
   const std::string& db = served.conninfo();
-  child_process serve;
-  serve.pid = ::fork();
-  REQUIRE(serve.pid >= 0);
-  if (serve.pid == 0) {
-    ::execl(METERFLOW_BINARY, METERFLOW_BINARY, "serve", "--follow", "--quiet", "--batch-size", "7",
-            "--config", config.c_str(), "--events", growing.c_str(), "--store", db.c_str(),
-            "--report", report.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  meterflow::test::background_meterflow serve(
+      {"serve", "--follow", "--quiet", "--batch-size", "7", "--config", config.string(), "--events",
+       growing.string(), "--store", db, "--report", report.string()});
   for (std::size_t k = 0; k < 3; ++k) {
-    wait_for_commit(db, static_cast<long>(cuts[k]));
+    REQUIRE(meterflow::test::wait_for_commit(db, static_cast<long>(cuts[k]),
+                                             std::chrono::seconds(30)) >=
+            static_cast<long>(cuts[k]));
     INFO("after line " << cuts[k]);
     const json midway = reconcile_json(db, config.string());
     require_every_check_ok(midway);
@@ -388,7 +352,7 @@ TEST_CASE("serve --report: the store's reconciliation when serve stops, mid-stre
     if (k < 2)
       write_lines(growing, lines, cuts[k], cuts[k + 1], true);
   }
-  CHECK(serve.stop() == 0);
+  CHECK(serve.stop(SIGTERM) == 0);
   const json stopped = read_json(report / "reconciliation.json");
   require_every_check_ok(stopped);
   CHECK(stopped["store"]["committed_through"] == cuts[2]);

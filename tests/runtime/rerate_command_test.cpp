@@ -253,11 +253,8 @@ TEST_CASE("rerate: a service stopped mid-input, re-rated by hand and resumed wit
     meterflow::test::background_meterflow serve({"serve", "--follow", "--quiet", "--batch-size",
                                                  "100", "--config", examples + "/config.json",
                                                  "--events", events.string(), "--store", db});
-    for (int i = 0; i < 300 && scalar(db, "select coalesce(max(position), 0) from "
-                                          "serve_progress") != std::to_string(first);
-         ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    REQUIRE(scalar(db, "select max(position) from serve_progress") == std::to_string(first));
+    REQUIRE(meterflow::test::wait_for_commit(db, static_cast<long>(first),
+                                             std::chrono::seconds(15)) == static_cast<long>(first));
     // One service per store: a manual re-rate or a second serve is refused while it runs.
     const auto refused =
         run_meterflow("rerate --config " + shell_quote(examples + "/config.json") + " --store " +

@@ -12,7 +12,6 @@
 #include <fstream>
 #include <random>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
 
 using meterflow::test::run_meterflow;
@@ -162,34 +161,15 @@ TEST_CASE("serve --follow: takes lines as they are appended, stops on SIGTERM, a
               .status == 0);
 
   append(0, 6000);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::execl(METERFLOW_BINARY, METERFLOW_BINARY, "serve", "--follow", "--quiet", "--batch-size",
-            "100", "--config", config.c_str(), "--events", growing.c_str(), "--store",
-            followed.conninfo().c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  meterflow::test::background_meterflow serve({"serve", "--follow", "--quiet", "--batch-size",
+                                               "100", "--config", config, "--events",
+                                               growing.string(), "--store", followed.conninfo()});
   // Lines appended while it runs are taken up and committed.
-  auto committed = [&] {
-    pqxx::connection c(followed.conninfo());
-    pqxx::nontransaction tx(c);
-    const auto r = tx.exec("SELECT coalesce(max(position), 0) FROM serve_progress");
-    return r[0][0].as<long>();
-  };
-  auto wait_for_commit = [&](long line) {
-    for (int i = 0; i < 300 && committed() < line; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return committed();
-  };
-  CHECK(wait_for_commit(6000) == 6000);
+  using meterflow::test::wait_for_commit;
+  CHECK(wait_for_commit(followed.conninfo(), 6000, std::chrono::seconds(15)) == 6000);
   append(6000, 9000);
-  CHECK(wait_for_commit(9000) == 9000);
-  REQUIRE(::kill(child, SIGTERM) == 0);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(wait_for_commit(followed.conninfo(), 9000, std::chrono::seconds(15)) == 9000);
+  CHECK(serve.stop(SIGTERM) == 0);
 
   // The rest of the input, then a start without --follow finishes it.
   append(9000, lines.size());

@@ -8,11 +8,13 @@
 #include "persistence/pg_schema.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <pqxx/pqxx>
 #include <random>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 namespace meterflow::test {
@@ -66,5 +68,22 @@ private:
   std::string name_;
   std::string conninfo_;
 };
+
+// The input line through which `meterflow serve` committed its records (0: none yet).
+inline long committed_position(const std::string& conninfo) {
+  pqxx::connection c(conninfo);
+  pqxx::nontransaction tx(c);
+  return tx.exec1("SELECT coalesce(max(position), 0) FROM serve_progress")[0].as<long>();
+}
+
+// Waits until a running `serve` committed through `line`, at most `timeout`; returns how far
+// it got.
+inline long wait_for_commit(const std::string& conninfo, long line,
+                            std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (committed_position(conninfo) < line && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return committed_position(conninfo);
+}
 
 } // namespace meterflow::test
