@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libcaf-dev librdkafka-dev libpqxx-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  catch2 libsimdjson-dev libxxhash-dev libssl-dev libhpdf-dev poppler-utils
+  catch2 libsimdjson-dev libxxhash-dev libssl-dev libhpdf-dev poppler-utils libcpp-httplib-dev curl
   postgresql-common postgresql-15
   time linux-perf jq
 )
