@@ -51,8 +51,9 @@ public:
     for (const auto& r : batch.rerate_runs)
       if (rerate_run_ids_.insert(r.rerate_run_id).second)
         rerate_runs_.push_back(r);
-    if (batch.progress)
-      progress_.push_back(*batch.progress);
+    progress_.insert(progress_.end(), batch.progress.begin(), batch.progress.end());
+    advances_.insert(advances_.end(), batch.watermark_advances.begin(),
+                     batch.watermark_advances.end());
   }
 
   std::vector<aggregate_record> aggregate_revisions(const std::string& customer_id,
@@ -99,6 +100,16 @@ public:
   std::vector<unpriced_window> unpriced() const override { return unpriced_; }
   std::vector<rejected_line> rejected() const override { return rejected_; }
   std::vector<rerate_run> rerate_runs() const override { return rerate_runs_; }
+
+  std::vector<watermark_advance> watermark_advances(const std::string& source) const override {
+    std::vector<watermark_advance> out;
+    for (const auto& a : advances_)
+      if (a.source == source)
+        out.push_back(a);
+    std::stable_sort(out.begin(), out.end(),
+                     [](const auto& x, const auto& y) { return x.position < y.position; });
+    return out;
+  }
 
   std::optional<source_progress> progress(const std::string& source) const override {
     for (auto it = progress_.rbegin(); it != progress_.rend(); ++it)
@@ -201,6 +212,7 @@ private:
   std::unordered_map<std::string, std::size_t> invoice_index_;
   std::vector<rejected_line> rejected_;
   std::vector<source_progress> progress_;
+  std::vector<watermark_advance> advances_;
   std::unordered_set<std::uint64_t> rejected_lines_;
   std::vector<status_event> status_events_;
   std::vector<ledger_entry> ledger_;

@@ -281,6 +281,21 @@ CREATE TRIGGER serve_progress_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
   ON serve_progress FOR EACH STATEMENT EXECUTE FUNCTION meterflow_append_only();
 )sql";
 
+// A streaming source's watermark advances without events of their own (idle partitions), to
+// rebuild its watermark history on restart; the watermark in microseconds since the epoch.
+const char* const v6_watermark_advances = R"sql(
+CREATE TABLE watermark_advances (
+  advance_seq  bigserial PRIMARY KEY,
+  source       text NOT NULL,
+  position     bigint NOT NULL,
+  watermark    bigint NOT NULL,
+  committed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX watermark_advances_source ON watermark_advances (source, position);
+CREATE TRIGGER watermark_advances_append_only BEFORE UPDATE OR DELETE OR TRUNCATE
+  ON watermark_advances FOR EACH STATEMENT EXECUTE FUNCTION meterflow_append_only();
+)sql";
+
 const char* const v3_views = R"sql(
 -- The charges no other charge supersedes: the current charge of every window.
 CREATE VIEW current_charges AS
@@ -326,6 +341,7 @@ const std::vector<migration>& migrations() {
       {3, "current charges and current invoice status views", v3_views},
       {4, "service progress through its input", v4_progress},
       {5, "re-rate runs: reason, scope and result", v5_rerate_runs},
+      {6, "watermark advances of idle stream partitions", v6_watermark_advances},
   };
   return all;
 }

@@ -534,11 +534,14 @@ public:
                        "ON CONFLICT (rerate_run_id) DO NOTHING",
                        r.rerate_run_id, r.trigger, r.reason, r.scope_json, r.result_json,
                        text_array(r.superseding_charge_ids), text_array(r.correction_invoice_ids));
-      if (batch.progress)
+      for (const auto& p : batch.progress)
         tx.exec_params(
-            "INSERT INTO serve_progress (source, position, finished) VALUES ($1, $2, $3)",
-            batch.progress->source, static_cast<std::int64_t>(batch.progress->position),
-            batch.progress->finished);
+            "INSERT INTO serve_progress (source, position, finished) VALUES ($1, $2, $3)", p.source,
+            static_cast<std::int64_t>(p.position), p.finished);
+      for (const auto& a : batch.watermark_advances)
+        tx.exec_params("INSERT INTO watermark_advances (source, position, watermark) "
+                       "VALUES ($1, $2, $3)",
+                       a.source, static_cast<std::int64_t>(a.position), a.watermark);
       tx.commit();
     } catch (const pqxx::foreign_key_violation& e) {
       throw std::invalid_argument(std::string("records refused: ") + e.what());
@@ -649,6 +652,17 @@ public:
         out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
                        r[3].as<std::string>(), r[4].as<std::string>(), strings_of_json(r[5]),
                        strings_of_json(r[6])});
+      return out;
+    });
+  }
+
+  std::vector<watermark_advance> watermark_advances(const std::string& source) const override {
+    return read(*c_, "reading the watermark advances", [&](snapshot& tx) {
+      std::vector<watermark_advance> out;
+      for (const auto& r : tx.exec_params("SELECT position, watermark FROM watermark_advances "
+                                          "WHERE source = $1 ORDER BY position, advance_seq",
+                                          source))
+        out.push_back({source, r[0].as<std::uint64_t>(), r[1].as<std::int64_t>()});
       return out;
     });
   }

@@ -88,6 +88,15 @@ struct source_progress {
   bool finished = false;
 };
 
+// A streaming source's partition whose watermark was advanced without an event of its own
+// (it was idle, SEMANTICS §4): after the events up to input `position`, its watermark became
+// `watermark`. With the partition's stored events these rebuild its watermark history.
+struct watermark_advance {
+  std::string source;
+  std::uint64_t position = 0;
+  timestamp watermark = 0;
+};
+
 // The records a run emits, already in global emission order.
 struct record_batch {
   std::vector<aggregate_record> aggregates;
@@ -96,7 +105,8 @@ struct record_batch {
   std::vector<invoice_record> invoices;
   std::vector<rejected_line> rejected;
   std::vector<rerate_run> rerate_runs = {};
-  std::optional<source_progress> progress = std::nullopt; // committed with the records when set
+  std::vector<source_progress> progress = {}; // committed with the records
+  std::vector<watermark_advance> watermark_advances = {};
 };
 
 class record_store {
@@ -133,6 +143,8 @@ public:
   virtual std::vector<rerate_run> rerate_runs() const = 0;
   // The latest progress appended for `source`.
   virtual std::optional<source_progress> progress(const std::string& source) const = 0;
+  // The watermark advances appended for `source`, by position.
+  virtual std::vector<watermark_advance> watermark_advances(const std::string& source) const = 0;
 
   // Invoice lifecycle as appended status events; the current status is the latest one. Allowed:
   // draft -> issued -> paid | void, for a stored invoice (else std::invalid_argument). Issuing

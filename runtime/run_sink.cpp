@@ -184,7 +184,7 @@ void run_sink::append_to_store(std::uint64_t position, bool finished) {
   if (!store_)
     return;
   if (position > 0 || finished)
-    to_store_.progress = persistence::source_progress{progress_source_, position, finished};
+    to_store_.progress.push_back({progress_source_, position, finished});
   store_->append(to_store_);
   to_store_ = {};
 }

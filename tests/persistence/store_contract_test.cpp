@@ -650,6 +650,37 @@ TEST_CASE("records: re-rate runs, in the order recorded, once each", "[persisten
   });
 }
 
+TEST_CASE("records: service progress and watermark advances, per source", "[persistence][store]") {
+  on_every_store([](backend& b) {
+    CHECK_FALSE(b.open_records().progress("kafka:t:0"));
+    CHECK(b.open_records().watermark_advances("kafka:t:0").empty());
+    p::record_batch batch;
+    batch.progress = {{"kafka:t:0", 10, false}, {"kafka:t:1", 7, false}};
+    batch.watermark_advances = {{"kafka:t:1", 7, at("2024-01-01T10:00:00Z")}};
+    b.open_records().append(batch);
+    batch.progress = {{"kafka:t:0", 25, true}};
+    batch.watermark_advances = {{"kafka:t:1", 3, at("2024-01-01T09:00:00Z")}};
+    b.open_records().append(batch);
+
+    const auto& records = b.open_records();
+    const auto p0 = records.progress("kafka:t:0");
+    REQUIRE(p0);
+    CHECK(p0->position == 25); // the latest one appended
+    CHECK(p0->finished);
+    const auto p1 = records.progress("kafka:t:1");
+    REQUIRE(p1);
+    CHECK(p1->position == 7);
+    CHECK_FALSE(p1->finished);
+    const auto advances = records.watermark_advances("kafka:t:1");
+    REQUIRE(advances.size() == 2); // by position
+    CHECK(advances[0].position == 3);
+    CHECK(advances[0].watermark == at("2024-01-01T09:00:00Z"));
+    CHECK(advances[1].position == 7);
+    CHECK(advances[1].watermark == at("2024-01-01T10:00:00Z"));
+    CHECK(records.watermark_advances("kafka:t:0").empty());
+  });
+}
+
 // ---- PostgreSQL only ----------------------------------------------------------------------------
 
 namespace {
@@ -690,7 +721,7 @@ TEST_CASE("postgresql: append-only tables refuse UPDATE, DELETE and TRUNCATE",
        {"telemetry_events", "source_offsets", "aggregated_usage", "price_books",
         "price_book_versions", "rated_charges", "unpriced_windows", "rejected_events", "invoices",
         "invoice_line_items", "invoice_status_events", "ledger_entries", "rerate_runs",
-        "schema_migrations"})
+        "serve_progress", "watermark_advances", "schema_migrations"})
     refused(std::string("DELETE FROM ") + table); // refused even when it would delete nothing
 
   pqxx::read_transaction tx(c);
