@@ -165,12 +165,15 @@ struct pg_service_lock::connection {
 pg_service_lock::pg_service_lock(std::unique_ptr<connection> c) : connection_(std::move(c)) {}
 pg_service_lock::~pg_service_lock() = default;
 
-std::unique_ptr<pg_service_lock> pg_service_lock::try_acquire(const std::string& conninfo) {
+std::unique_ptr<pg_service_lock> pg_service_lock::try_acquire(const std::string& conninfo,
+                                                              bool shared) {
   auto c = std::make_unique<connection>();
   c->c = connect(conninfo);
   try {
     pqxx::nontransaction tx(*c->c);
-    if (!tx.exec1("SELECT pg_try_advisory_lock(hashtext('meterflow:service'))")[0].as<bool>())
+    if (!tx.exec1(shared ? "SELECT pg_try_advisory_lock_shared(hashtext('meterflow:service'))"
+                         : "SELECT pg_try_advisory_lock(hashtext('meterflow:service'))")[0]
+             .as<bool>())
       return nullptr;
   } catch (const pqxx::failure& e) {
     throw failure("taking the service lock", e);

@@ -68,7 +68,11 @@ private:
 class pg_service_lock {
 public:
   // Nothing when another process holds it. Throws store_error (unreachable, schema not current).
-  static std::unique_ptr<pg_service_lock> try_acquire(const std::string& conninfo);
+  // `shared`: the members of one consumer group share the store, each writing the partitions
+  // it was assigned; they exclude the exclusive holders (a file-fed serve, rerate) and are
+  // excluded by them.
+  static std::unique_ptr<pg_service_lock> try_acquire(const std::string& conninfo,
+                                                      bool shared = false);
   ~pg_service_lock();
 
 private:

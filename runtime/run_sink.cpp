@@ -180,6 +180,17 @@ void run_sink::flush(std::uint64_t upto_line) {
     append_to_store(upto_line, false);
 }
 
+void run_sink::flush_all(std::vector<persistence::source_progress> progress,
+                         std::vector<persistence::watermark_advance> advances) {
+  flush(std::numeric_limits<std::uint64_t>::max());
+  if (!store_)
+    return;
+  to_store_.progress = std::move(progress);
+  to_store_.watermark_advances = std::move(advances);
+  store_->append(to_store_);
+  to_store_ = {};
+}
+
 void run_sink::append_to_store(std::uint64_t position, bool finished) {
   if (!store_)
     return;

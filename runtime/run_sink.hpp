@@ -72,6 +72,10 @@ public:
   // Orders and writes what was added since the last flush; rejected lines up to input line
   // `upto_line` (later ones may still be joined by earlier-numbered conflicts).
   void flush(std::uint64_t upto_line);
+  // A partitioned stream: orders and writes everything added, and appends it to the store with
+  // the partitions' progress and watermark advances, in one transaction.
+  void flush_all(std::vector<persistence::source_progress> progress,
+                 std::vector<persistence::watermark_advance> advances);
   void set_counters(const source_counters& source, const actors::partition_counters& partitions);
   // Every flushed batch of records is also appended to `store` (the system of record), with
   // the input position it covers as the progress of `source`, in the same transaction.
