@@ -17,6 +17,9 @@ int quote_command(const std::vector<std::string>& args);
 extern const char* const quote_usage;
 int run_command(const std::vector<std::string>& args);
 int serve_command(const std::vector<std::string>& args);
+// `serve --kafka`, after serve_command took --report DIR out of the arguments.
+int serve_stream_command(const std::vector<std::string>& args,
+                         const std::optional<std::string>& report_dir);
 extern const char* const serve_usage;
 extern const char* const run_usage;
 int explain_command(const std::vector<std::string>& args);

@@ -29,7 +29,7 @@ std::vector<std::int32_t> partition_ids(const rd_kafka_topic_partition_list_t* l
 } // namespace
 
 kafka_source::kafka_source(const kafka_source_options& options, kafka_source_hooks hooks)
-    : hooks_(std::move(hooks)) {
+    : hooks_(std::move(hooks)), topic_(options.topic) {
   auto conf = make_kafka_conf(options.properties, {{"bootstrap.servers", options.brokers},
                                                    {"group.id", options.group_id},
                                                    {"enable.auto.commit", "false"},
@@ -167,6 +167,36 @@ std::vector<kafka_message> kafka_source::poll(std::size_t max_messages,
   for (const auto& m : batch_)
     positions_[m.partition] = m.offset + 1;
   return std::exchange(batch_, {});
+}
+
+std::int32_t kafka_source::partition_count(std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const auto err =
+      rd_kafka_metadata(handle_.get(), 1, nullptr, &metadata, static_cast<int>(timeout.count()));
+  if (err)
+    throw kafka_error("cannot read the cluster's metadata: " + std::string(rd_kafka_err2str(err)));
+  std::int32_t count = -1;
+  for (int i = 0; i < metadata->topic_cnt; ++i)
+    if (metadata->topics[i].topic == topic_ && !metadata->topics[i].err)
+      count = metadata->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(metadata);
+  if (count < 0)
+    throw kafka_error("the cluster has no topic " + topic_ +
+                      " (create it with as many partitions as the engine's --partitions)");
+  return count;
+}
+
+kafka_offsets kafka_source::end_offsets(std::chrono::milliseconds timeout) {
+  kafka_offsets out;
+  for (const std::int32_t p : assignment_) {
+    std::int64_t low = 0, high = 0;
+    if (const auto err = rd_kafka_query_watermark_offsets(handle_.get(), topic_.c_str(), p, &low,
+                                                          &high, static_cast<int>(timeout.count())))
+      throw kafka_error("cannot read the end of partition " + std::to_string(p) + ": " +
+                        rd_kafka_err2str(err));
+    out[p] = high;
+  }
+  return out;
 }
 
 } // namespace meterflow::runtime

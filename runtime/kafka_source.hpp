@@ -74,6 +74,13 @@ public:
   // The partitions this member holds, ascending.
   const std::vector<std::int32_t>& assignment() const { return assignment_; }
 
+  // The topic's number of partitions, from the cluster's metadata. Throws kafka_error when the
+  // cluster does not answer within `timeout` or does not know the topic.
+  std::int32_t partition_count(std::chrono::milliseconds timeout);
+  // For every assigned partition, the offset after the last message the cluster holds (its
+  // high watermark), asked of the cluster. Throws kafka_error.
+  kafka_offsets end_offsets(std::chrono::milliseconds timeout);
+
   // Leaves the group: `revoked` runs for the partitions held. Idempotent; nothing but
   // destruction may follow.
   void close();
@@ -91,6 +98,7 @@ private:
   std::vector<kafka_message> batch_; // being filled by poll()
   std::exception_ptr failure_;       // thrown inside a librdkafka callback
   kafka_handle_ptr handle_;
+  std::string topic_;
   bool closed_ = false;
 };
 

@@ -325,6 +325,8 @@ int run_command(const std::vector<std::string>& args) {
 
 int serve_command(const std::vector<std::string>& args) {
   const report_option report = take_report_option(args);
+  if (std::find(report.args.begin(), report.args.end(), "--kafka") != report.args.end())
+    return serve_stream_command(report.args, report.dir);
   const pipeline_options o = parse_pipeline_options(report.args, true);
   const int status = run_pipeline(o);
   if (status != exit_ok || !report.dir)

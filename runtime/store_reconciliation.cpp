@@ -19,7 +19,8 @@ using pricing::timestamp;
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 constexpr timestamp unbounded = std::numeric_limits<timestamp>::max();
-// The input whose progress `serve` and `run --store` commit (the driver's progress source).
+// The input whose progress `serve` and `run --store` commit (the driver's progress source);
+// `serve --kafka` commits one per partition, "kafka:<topic>:<partition>".
 constexpr const char* progress_source = "events";
 
 // What the checks share: the stored events with the state of each of their meter feeds, the
@@ -29,23 +30,29 @@ constexpr const char* progress_source = "events";
 const char* const chain_ctes = R"sql(
 meters(metric, event_type, additive) AS ({meters}),
 tolerance(currency, unit) AS ({tolerances}),
+-- How far each partition's input was processed (a file's one row covers every partition).
+progress(partition, committed, watermark) AS ({progress}),
 ev AS (
-  SELECT customer_id, event_id, event_type, source_position, US(event_time) AS t,
+  SELECT e.customer_id, e.event_id, e.event_type, e.source_position, US(e.event_time) AS t,
          -- the watermark in force when the event was processed: accepted events in input order
-         max(US(event_time)) OVER (ORDER BY source_position
-                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-           - {out_of_orderness} AS wm_before
-  FROM telemetry_events),
+         -- (a stream: its partition's)
+         max(US(e.event_time)) OVER ({input_order}
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+           - {out_of_orderness} AS wm_before,
+         coalesce(pr.committed, 0) AS committed, coalesce(pr.watermark, -1) AS watermark
+  FROM telemetry_events e
+  LEFT JOIN progress pr ON pr.partition IS NULL OR pr.partition = e.partition),
+cust_wm AS (SELECT DISTINCT customer_id, watermark FROM ev),
 feeds AS (
   SELECT ev.*, m.metric, ev.t - ev.t % {window_size} AS ws
   FROM ev JOIN meters m USING (event_type)
   WHERE ev.t >= {from} AND ev.t < {to}),
 states AS (
   SELECT f.*, CASE
-      WHEN f.source_position > {committed} THEN 'awaiting_commit'
-      WHEN f.ws + {window_size} + {lateness} > {watermark} THEN 'awaiting_window_final'
+      WHEN f.source_position > f.committed THEN 'awaiting_commit'
+      WHEN f.ws + {window_size} + {lateness} > f.watermark THEN 'awaiting_window_final'
       WHEN f.wm_before >= f.ws + {window_size} + {lateness}
-           AND floor(f.wm_before::numeric / {interval}) = floor({watermark}::numeric / {interval})
+           AND floor(f.wm_before::numeric / {interval}) = floor(f.watermark::numeric / {interval})
         THEN 'awaiting_rerate'
       ELSE 'due' END AS state
   FROM feeds f),
@@ -93,7 +100,8 @@ units AS (
          US(date_trunc('month', a.window_start) + interval '1 month'), NULL
   FROM cur_agg a JOIN meters m USING (metric)
   WHERE a.is_final AND NOT m.additive
-    AND US(date_trunc('month', a.window_start) + interval '1 month') + {lateness} <= {watermark}),
+    AND US(date_trunc('month', a.window_start) + interval '1 month') + {lateness}
+        <= (SELECT w.watermark FROM cust_wm w WHERE w.customer_id = a.customer_id)),
 inv AS (
   SELECT i.invoice_id, i.type, i.customer_id, US(i.period_start) AS ps, US(i.period_end) AS pe,
          i.currency, i.subtotal, i.credits_applied, i.total, coalesce(s.status, 'none') AS status
@@ -178,11 +186,19 @@ decimal decimal_of(const pqxx::field& f) {
 }
 
 // How far the store's input was processed: the committed position and, unless the input was
-// processed to its end, the watermark the committed events imply (SEMANTICS §4).
+// processed to its end, the watermark the committed events imply (SEMANTICS §4). A stream's
+// partitions each have theirs; `committed` and `watermark` are then their minimum, `finished`
+// whether all were drained.
 struct store_state {
   std::int64_t committed = 0;
   bool finished = false;
   std::optional<timestamp> watermark; // none: no committed event yet
+  struct partition_state {
+    std::int64_t committed = 0;
+    bool finished = false;
+    std::optional<timestamp> watermark;
+  };
+  std::map<int, partition_state> partitions; // a stream's, by partition
 };
 
 class chain_reader {
@@ -206,8 +222,10 @@ public:
                {"to", num(to)},
                {"period_from", num(period_from)},
                {"period_to", num(period_to)},
-               {"committed", num(state_.committed)},
-               {"watermark", num(wm)},
+               {"progress", progress_rows(cfg, wm)},
+               {"input_order", state_.partitions.empty()
+                                   ? "ORDER BY e.source_position"
+                                   : "PARTITION BY e.partition ORDER BY e.source_position"},
                {"window_size", duration(&config::configuration::window_size)},
                {"lateness", duration(&config::configuration::allowed_lateness)},
                {"interval", duration(&config::configuration::correction_interval)},
@@ -247,6 +265,50 @@ private:
         state_.committed)[0];
     if (cfg && !latest.is_null())
       state_.watermark = latest.as<timestamp>() - cfg->max_out_of_orderness;
+    if (progress.empty())
+      read_stream_state(cfg);
+  }
+
+  // A stream's partitions: each one's committed position and the watermark its committed
+  // events and idle advances imply.
+  void read_stream_state(const config::configuration* cfg) {
+    const auto rows = tx_.exec(R"sql(
+SELECT split_part(p.source, ':', 3)::int, p.position, p.finished,
+       (SELECT (extract(epoch FROM max(e.event_time)) * 1000000)::bigint FROM telemetry_events e
+        WHERE e.partition = split_part(p.source, ':', 3)::int AND e.source_position <= p.position),
+       (SELECT max(a.watermark) FROM watermark_advances a
+        WHERE a.source = p.source AND a.position <= p.position)
+FROM (SELECT DISTINCT ON (source) source, position, finished FROM serve_progress
+      WHERE source LIKE 'kafka:%:%' ORDER BY source, progress_seq DESC) p)sql");
+    if (rows.empty())
+      return;
+    state_.finished = true;
+    for (const auto& r : rows) {
+      store_state::partition_state& s = state_.partitions[r[0].as<int>()];
+      s.committed = r[1].as<std::int64_t>();
+      s.finished = r[2].as<bool>();
+      if (cfg && !r[3].is_null())
+        s.watermark = r[3].as<timestamp>() - cfg->max_out_of_orderness;
+      if (!r[4].is_null())
+        s.watermark = std::max(s.watermark.value_or(r[4].as<timestamp>()), r[4].as<timestamp>());
+      state_.finished = state_.finished && s.finished;
+      if (s.watermark && (!state_.watermark || *s.watermark < *state_.watermark))
+        state_.watermark = s.watermark;
+    }
+  }
+
+  // The progress CTE's rows: one for every partition of a file, one per partition of a stream.
+  std::string progress_rows(const config::configuration* cfg, timestamp file_watermark) {
+    if (state_.partitions.empty())
+      return "SELECT NULL::int, " + num(state_.committed) + "::bigint, " + num(file_watermark) +
+             "::bigint";
+    std::vector<std::string> rows;
+    for (const auto& [p, s] : state_.partitions) {
+      const timestamp wm = !cfg ? -1 : s.finished ? unbounded : s.watermark.value_or(-1);
+      rows.push_back(std::to_string(p) + ", " + num(s.committed) + "::bigint, " + num(wm) +
+                     "::bigint");
+    }
+    return values_list(rows, "");
   }
 
   std::string meters(const config::configuration* cfg) {
@@ -440,7 +502,8 @@ LEFT JOIN scopes s ON (s.customer_id, s.ps, s.metric) = (b.customer_id, b.ps, b.
 LEFT JOIN (SELECT DISTINCT charge_id FROM refs) x USING (charge_id)
 LEFT JOIN (SELECT DISTINCT customer_id, ps FROM inv WHERE type = 'standard') d
   ON (d.customer_id, d.ps) = (b.customer_id, b.ps)
-WHERE (b.pe + {lateness} <= {watermark} OR d.customer_id IS NOT NULL))sql";
+WHERE (b.pe + {lateness} <= (SELECT w.watermark FROM cust_wm w WHERE w.customer_id = b.customer_id)
+       OR d.customer_id IS NOT NULL))sql";
     const char* const invoiced = "(x.charge_id IS NOT NULL OR coalesce(s.matches, false))";
     const std::string resolved = R"sql(
 FROM refs r WHERE NOT EXISTS (
