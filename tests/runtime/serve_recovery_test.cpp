@@ -3,6 +3,7 @@
 
 #include "support/pg_test_schema.hpp"
 #include "support/process.hpp"
+#include "support/store_fingerprint.hpp"
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -16,39 +17,6 @@
 
 using meterflow::test::run_meterflow;
 using meterflow::test::shell_quote;
-
-namespace {
-
-// A fingerprint of everything the store holds, per table.
-std::vector<std::string> fingerprint(const std::string& conninfo) {
-  const char* queries[] = {
-      "SELECT count(*) || ' ' || md5(string_agg(invoice_id || ':' || type || ':' || subtotal || "
-      "':' || credits_applied || ':' || total, ',' ORDER BY invoice_id)) FROM invoices",
-      "SELECT count(*) || ' ' || md5(string_agg(line_item_id || ':' || quantity || ':' || amount, "
-      "',' ORDER BY line_item_id)) FROM invoice_line_items",
-      "SELECT count(*) || ' ' || md5(string_agg(charge_id || ':' || amount || ':' || "
-      "coalesce(supersedes_charge_id, '-'), ',' ORDER BY charge_id)) FROM rated_charges",
-      "SELECT count(*) || ' ' || md5(string_agg(aggregation_id || ':' || value, ',' ORDER BY "
-      "aggregation_id)) FROM aggregated_usage",
-      "SELECT count(*) || ' ' || md5(string_agg(customer_id || ':' || event_id, ',' ORDER BY "
-      "customer_id, event_id)) FROM telemetry_events",
-      "SELECT count(*) || ' ' || coalesce(md5(string_agg(line::text, ',' ORDER BY line)), '-') "
-      "FROM rejected_events",
-      "SELECT count(*) || ' ' || coalesce(sum(amount)::text, '0') FROM ledger_entries",
-      "SELECT count(*) || ' ' || coalesce(md5(string_agg(rerate_run_id || ':' || "
-      "array_to_string(superseding_charge_ids, ',') || ':' || "
-      "array_to_string(correction_invoice_ids, ','), ',' ORDER BY rerate_run_id)), '-') FROM "
-      "rerate_runs",
-  };
-  pqxx::connection c(conninfo);
-  pqxx::nontransaction tx(c);
-  std::vector<std::string> out;
-  for (const char* q : queries)
-    out.push_back(tx.exec1(q)[0].c_str());
-  return out;
-}
-
-} // namespace
 
 TEST_CASE("serve: killed at random points of a larger input and restarted, the record equals a "
           "clean run",
@@ -116,13 +84,7 @@ TEST_CASE("serve: killed at random points of a larger input and restarted, the r
   CHECK(again.status == 0);
   CHECK_THAT(again.out, Catch::Contains("processed to its end before"));
 
-  const auto expected = fingerprint(clean.conninfo());
-  const auto actual = fingerprint(crashed.conninfo());
-  REQUIRE(expected.size() == actual.size());
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    INFO("table fingerprint " << i);
-    CHECK(actual[i] == expected[i]);
-  }
+  meterflow::test::check_stores_equal(clean.conninfo(), crashed.conninfo());
   fs::remove_all(dir);
 #endif
 }
@@ -177,11 +139,6 @@ TEST_CASE("serve --follow: takes lines as they are appended, stops on SIGTERM, a
                                   " --events " + shell_quote(growing.string()) + " --store " +
                                   shell_quote(followed.conninfo()));
   CHECK(rest.status == 0);
-  const auto expected = fingerprint(clean.conninfo());
-  const auto actual = fingerprint(followed.conninfo());
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    INFO("table fingerprint " << i);
-    CHECK(actual[i] == expected[i]);
-  }
+  meterflow::test::check_stores_equal(clean.conninfo(), followed.conninfo());
   fs::remove_all(dir);
 }

@@ -104,6 +104,8 @@ public:
     }
   }
 
+  // Sends `signal` without waiting.
+  void signal(int signal) { ::kill(pid_, signal); }
   // Sends `signal` and waits: the exit status, or -1 when a signal ended it.
   int stop(int signal) {
     ::kill(pid_, signal);

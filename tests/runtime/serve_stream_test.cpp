@@ -1,0 +1,267 @@
+// `meterflow serve --kafka` end to end: events produced to librdkafka's mock cluster (`meterflow
+// devkafka`, the real protocol), read by serve as a consumer group, stored in PostgreSQL. The
+// record must equal what `meterflow serve` makes of the same events read from a file, through
+// restarts at random points and through a rebalance between two members.
+
+#include "support/pg_test_schema.hpp"
+#include "support/process.hpp"
+#include "support/store_fingerprint.hpp"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sys/wait.h>
+#include <thread>
+
+using meterflow::test::background_meterflow;
+using meterflow::test::run_meterflow;
+using meterflow::test::shell_quote;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string examples = std::string(METERFLOW_SOURCE_DIR) + "/examples";
+const std::string config = examples + "/config.json";
+
+// A mock cluster with the telemetry topic in 4 partitions (the engine's default).
+class dev_cluster {
+public:
+  dev_cluster() : process_({"devkafka", "--partitions", "4"}) {
+    const auto line = process_.read_line(std::chrono::seconds(20));
+    REQUIRE(line);
+    REQUIRE(line->rfind("bootstrap=", 0) == 0);
+    bootstrap_ = line->substr(10);
+  }
+  const std::string& bootstrap() const { return bootstrap_; }
+  void produce(const std::string& events_file) const {
+    REQUIRE(run_meterflow("produce --brokers " + shell_quote(bootstrap_) +
+                          " --topic telemetry-events --events " + shell_quote(events_file) +
+                          " 2>/dev/null")
+                .status == 0);
+  }
+
+private:
+  background_meterflow process_;
+  std::string bootstrap_;
+};
+
+// A temporary directory for one test.
+struct scratch_dir {
+  fs::path path;
+  explicit scratch_dir(const std::string& name)
+      : path(fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~scratch_dir() { fs::remove_all(path); }
+};
+
+// The consumer group's timing with the mock cluster (docs/kafka.md): rebalances wait
+// session.timeout.ms - 1 s, and a member that was killed holds its partitions until its
+// session times out.
+std::string fast_group_properties(const fs::path& dir) {
+  const fs::path file = dir / "kafka.properties";
+  std::ofstream(file) << "session.timeout.ms=4500\n";
+  return file.string();
+}
+
+std::string stream_args(const std::string& store, const std::string& bootstrap,
+                        const std::string& properties) {
+  return " --config " + shell_quote(config) + " --store " + shell_quote(store) + " --kafka " +
+         shell_quote(bootstrap) + " --kafka-properties " + shell_quote(properties) + " --quiet";
+}
+
+// The record of the same events read from a file: what every stream run must end with.
+void serve_file(const std::string& store, const std::string& events) {
+  REQUIRE(run_meterflow("serve --quiet --config " + shell_quote(config) + " --events " +
+                        shell_quote(events) + " --store " + shell_quote(store) + " > /dev/null")
+              .status == 0);
+}
+
+long stored_events(const std::string& conninfo) {
+  pqxx::connection c(conninfo);
+  pqxx::nontransaction tx(c);
+  if (!tx.exec1("SELECT to_regclass('telemetry_events') IS NOT NULL")[0].as<bool>())
+    return 0; // serve has not created the schema yet
+  return tx.exec1("SELECT count(*) FROM telemetry_events")[0].as<long>();
+}
+
+// What differs by construction between a file and a stream: a rejected line's position (and a
+// re-rate run's id, made from the position that triggered it) is a line number in one and a
+// partition and offset in the other, and the provisional aggregates follow each Kafka
+// partition's own watermark rather than the file's (the final ones are the same).
+const std::set<std::string> stream_specific = {"rejected_events", "rerate_runs",
+                                               "aggregated_usage"};
+
+} // namespace
+
+TEST_CASE("serve --kafka --drain: the record of a batch of events equals serve on the same file, "
+          "reconciled; started again it changes nothing",
+          "[cli][serve][kafka][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
+  scratch_dir dir("meterflow_stream_drain");
+  const std::string properties = fast_group_properties(dir.path);
+  dev_cluster cluster;
+  const std::string events = examples + "/events.ndjson";
+  cluster.produce(events);
+  serve_file(from_file.conninfo(), events);
+
+  const auto drained = run_meterflow(
+      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties) +
+      " --report " + shell_quote((dir.path / "report").string()));
+  INFO(drained.out);
+  REQUIRE(drained.status == 0);
+  CHECK_THAT(drained.out, Catch::Contains("drained telemetry-events: 12740 messages read"));
+  CHECK_THAT(drained.out, Catch::Contains("reconciliation: ok"));
+  meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
+  {
+    // The same rejected lines and reasons, each under its partition and offset.
+    const auto rejected = [](const std::string& conninfo) {
+      pqxx::connection c(conninfo);
+      pqxx::nontransaction tx(c);
+      return std::string(tx.exec1("SELECT count(*) || ' ' || md5(string_agg(reason || ':' || "
+                                  "encode(raw, 'hex'), ',' ORDER BY reason, raw)) FROM "
+                                  "rejected_events")[0]
+                             .c_str());
+    };
+    CHECK(rejected(from_kafka.conninfo()) == rejected(from_file.conninfo()));
+    pqxx::connection c(from_kafka.conninfo());
+    pqxx::nontransaction tx(c);
+    CHECK(tx.exec1("SELECT count(*) FROM serve_progress WHERE source LIKE "
+                   "'kafka:telemetry-events:%' AND finished")[0]
+              .as<int>() == 4);
+  }
+
+  const auto before = meterflow::test::store_fingerprint(from_kafka.conninfo());
+  const auto again = run_meterflow(
+      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  CHECK(again.status == 0);
+  CHECK_THAT(again.out, Catch::Contains("0 messages read"));
+  CHECK(meterflow::test::store_fingerprint(from_kafka.conninfo()) == before);
+}
+
+TEST_CASE("serve --kafka: killed at random points and started again, nothing is lost or counted "
+          "twice",
+          "[cli][serve][kafka][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
+  scratch_dir dir("meterflow_stream_kill");
+  const std::string properties = fast_group_properties(dir.path);
+  dev_cluster cluster;
+  const std::string events = examples + "/events.ndjson";
+  cluster.produce(events);
+  serve_file(from_file.conninfo(), events);
+  const long total = stored_events(from_file.conninfo());
+
+  // SIGKILL once a seeded random number of events is stored (small batches: many commits),
+  // three times, then a start that drains the topic.
+  const unsigned seed = std::random_device{}();
+  INFO("kill points seed " << seed);
+  std::mt19937 random(seed);
+  long last = 0;
+  for (int kill = 0; kill < 3; ++kill) {
+    // Somewhere in the first half of what is left.
+    const long at = last + std::uniform_int_distribution<long>(1, (total - last) / 2)(random);
+    background_meterflow serve({"serve", "--kafka", cluster.bootstrap(), "--config", config,
+                                "--store", from_kafka.conninfo(), "--kafka-properties", properties,
+                                "--batch-size", "97", "--quiet"});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (stored_events(from_kafka.conninfo()) < at && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    serve.stop(SIGKILL);
+    const long stored = stored_events(from_kafka.conninfo());
+    CHECK(stored >= at);
+    CHECK(stored < total); // killed before the end
+    last = stored;
+  }
+  const auto drained = run_meterflow(
+      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  REQUIRE(drained.status == 0);
+  CHECK(stored_events(from_kafka.conninfo()) == total);
+  meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
+  CHECK(run_meterflow("reconcile --config " + shell_quote(config) + " --store " +
+                      shell_quote(from_kafka.conninfo()) + " > /dev/null")
+            .status == 0);
+}
+
+TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalance hands them "
+          "over through the store",
+          "[cli][serve][kafka][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
+  scratch_dir dir("meterflow_stream_group");
+  dev_cluster cluster;
+  const std::string events = examples + "/events.ndjson";
+  serve_file(from_file.conninfo(), events);
+  const std::string properties = fast_group_properties(dir.path);
+  const std::vector<std::string> member = {
+      "serve",    "--kafka", cluster.bootstrap(),   "--config",
+      config,     "--store", from_kafka.conninfo(), "--kafka-properties",
+      properties, "--quiet"};
+
+  // The first member takes every partition and the first half of the events.
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(events);
+    for (std::string l; std::getline(in, l);)
+      lines.push_back(l);
+  }
+  const fs::path first_half = dir.path / "first.ndjson", second_half = dir.path / "second.ndjson";
+  {
+    std::ofstream a(first_half), b(second_half);
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      (i < lines.size() / 2 ? a : b) << lines[i] << '\n';
+  }
+  background_meterflow first(member);
+  cluster.produce(first_half.string());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (stored_events(from_kafka.conninfo()) < 6000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(stored_events(from_kafka.conninfo()) >= 6000);
+
+  // A second member joins: the group rebalances, the first one commits and gives up half of
+  // the partitions, which the second restores from the store. Then the rest of the events.
+  background_meterflow second(member);
+  std::this_thread::sleep_for(std::chrono::seconds(6));
+  cluster.produce(second_half.string());
+  const long total = stored_events(from_file.conninfo());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (stored_events(from_kafka.conninfo()) < total && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(stored_events(from_kafka.conninfo()) == total);
+  // Each member held two partitions when it stopped (its summary lists them).
+  const auto held = [](background_meterflow& m) {
+    int partitions = 0;
+    while (const auto line = m.read_line(std::chrono::seconds(5)))
+      partitions += line->rfind("  partition ", 0) == 0 ? 1 : 0;
+    return partitions;
+  };
+  first.signal(SIGTERM); // both at once: the first to leave would rebalance the other
+  CHECK(second.stop(SIGTERM) == 0);
+  CHECK(first.stop(SIGTERM) == 0);
+  CHECK(held(first) == 2);
+  CHECK(held(second) == 2);
+
+  // Drained to the end by one member, the record equals the file's.
+  const auto drained = run_meterflow(
+      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  REQUIRE(drained.status == 0);
+  meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
+}
