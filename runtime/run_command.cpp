@@ -29,34 +29,56 @@
 namespace meterflow::runtime {
 
 const char* const serve_usage =
-    R"(Usage: meterflow serve --config CONFIG --store URL --events EVENTS.ndjson [options]
+    R"(Usage: meterflow serve --config CONFIG --store URL --kafka BROKERS [options]
+       meterflow serve --config CONFIG --store URL --events EVENTS.ndjson [options]
 
-The durable engine on PostgreSQL: processes the events of EVENTS.ndjson in file order like
-`meterflow run`, committing each batch's events with their input position and the batch's
-records (aggregates, charges, invoices, rejected lines) with the progress through the input.
-Killed at any point (even kill -9) and started again with the same arguments, it rebuilds its
-state from the store (stored events replayed against the watermark they imply), skips the lines
-whose records are committed, and goes on: nothing is lost and nothing is counted twice. At the
-end of the input the watermark goes to +infinity, every period is invoiced and the input is
-marked finished; starting it again then does nothing.
+The durable engine on PostgreSQL.
+
+With --kafka, the live service: it reads the topic as a member of a consumer group. Engine
+partition p reads Kafka partition p (producers partition by meterflow's customer hash, as
+`meterflow produce` and the HTTP API do) with its own watermark; a partition without messages
+for watermark.idle_timeout is moved up to the others. Every poll's events are stored with
+their partition and offset, and the records they lead to (aggregates, charges, invoices,
+rejected messages) are committed with every partition's progress in one transaction. Killed at
+any point and started again, or when a rebalance hands a partition to another member, the
+partition resumes from the progress in the store: nothing is lost and nothing is counted twice.
+Periods are invoiced as each partition's watermark passes them; SIGTERM or SIGINT commit and
+exit 0.
+
+With --events, it processes the file in order like `meterflow run`, committing each batch's
+events and records with the progress through the file; started again with the same arguments
+after a kill it resumes after the committed line. At the end of the file the watermark goes to
++infinity, every period is invoiced and the input is marked finished.
 
 Options:
   --config CONFIG      configuration file (JSON, see docs/configuration.md)
   --store URL          PostgreSQL (postgresql:// URL or libpq keyword string); the schema is
                        created or upgraded first
-  --events FILE        NDJSON events, one per line
   --threads N          worker threads (default 2)
-  --partitions N       partition actors (default 4; keep it the same across restarts)
+  --partitions N       partition actors (default 4; keep it the same across restarts; with
+                       --kafka the topic must have exactly N partitions)
   --batch-size N       events per batch and per commit (default 8192)
-  --follow             at the end of the file, wait for more lines (processing and committing
-                       what arrived) until SIGTERM or SIGINT, which commit and exit 0
   --quiet              no progress output
   --report DIR         when it stops, write the store's reconciliation (as `meterflow
                        reconcile`) to DIR/reconciliation.json; exit 1 if a check fails
   --help               show this text
+Kafka (docs/kafka.md):
+  --kafka BROKERS      bootstrap servers, host:port[,host:port...] (`meterflow devkafka`
+                       prints one for development)
+  --topic TOPIC        default telemetry-events
+  --group ID           consumer group (default meterflow); members of one group share the
+                       store, each writing the partitions it was assigned
+  --kafka-properties FILE  more librdkafka settings, name=value lines (TLS, SASL, timeouts)
+  --drain              read every assigned partition to the end the cluster holds, then end
+                       the input like a file: the watermark goes to +infinity and every
+                       period is invoiced (backfills and tests; the partitions are finished)
+File:
+  --events FILE        NDJSON events, one per line
+  --follow             at the end of the file, wait for more lines (processing and committing
+                       what arrived) until SIGTERM or SIGINT, which commit and exit 0
 
 Exit status: 0 done, 1 a check of --report failed, 2 bad arguments, configuration or store,
-3 an amount reached 10^26, 4 an engine failure.
+3 an amount reached 10^26, 4 an engine failure (Kafka unreachable or out of range included).
 )";
 
 const char* const run_usage =
