@@ -188,15 +188,19 @@ std::int32_t kafka_source::partition_count(std::chrono::milliseconds timeout) {
 
 kafka_offsets kafka_source::end_offsets(std::chrono::milliseconds timeout) {
   kafka_offsets out;
-  for (const std::int32_t p : assignment_) {
-    std::int64_t low = 0, high = 0;
-    if (const auto err = rd_kafka_query_watermark_offsets(handle_.get(), topic_.c_str(), p, &low,
-                                                          &high, static_cast<int>(timeout.count())))
-      throw kafka_error("cannot read the end of partition " + std::to_string(p) + ": " +
-                        rd_kafka_err2str(err));
-    out[p] = high;
-  }
+  for (const std::int32_t p : assignment_)
+    out[p] = offset_range(p, timeout).second;
   return out;
+}
+
+std::pair<std::int64_t, std::int64_t>
+kafka_source::offset_range(std::int32_t partition, std::chrono::milliseconds timeout) {
+  std::int64_t low = 0, high = 0;
+  if (const auto err = rd_kafka_query_watermark_offsets(
+          handle_.get(), topic_.c_str(), partition, &low, &high, static_cast<int>(timeout.count())))
+    throw kafka_error("cannot read the offsets of partition " + std::to_string(partition) + ": " +
+                      rd_kafka_err2str(err));
+  return {low, high};
 }
 
 } // namespace meterflow::runtime

@@ -80,6 +80,10 @@ public:
   // For every assigned partition, the offset after the last message the cluster holds (its
   // high watermark), asked of the cluster. Throws kafka_error.
   kafka_offsets end_offsets(std::chrono::milliseconds timeout);
+  // The offsets of the first message the cluster holds of `partition` (retention deletes older
+  // ones) and of the one after its last, asked of the cluster. Throws kafka_error.
+  std::pair<std::int64_t, std::int64_t> offset_range(std::int32_t partition,
+                                                     std::chrono::milliseconds timeout);
 
   // Leaves the group: `revoked` runs for the partitions held. Idempotent; nothing but
   // destruction may follow.

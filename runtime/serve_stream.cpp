@@ -90,6 +90,9 @@ public:
                                       true, "kafka:" + o.kafka.topic + ":"}),
         watermarks_(o.cfg.max_out_of_orderness, o.cfg.idle_timeout), parser_(o.cfg) {}
 
+  // The source whose hooks these are, once it exists.
+  void attach(kafka_source* source) { source_client_ = source; }
+
   kafka_source_hooks hooks() {
     return {[this](const std::vector<std::int32_t>& ps) { return assigned(ps); },
             [this](const std::vector<std::int32_t>& ps) { revoked(ps); }};
@@ -224,6 +227,8 @@ private:
       position_[p] = r.position;
       if (r.position > 0)
         offsets[p] = next_offset_after(r.position);
+      else
+        warn_if_truncated(p);
       if (!o_.quiet)
         std::cerr << "meterflow serve: partition " << p << " assigned, resuming at offset "
                   << (r.position > 0 ? next_offset_after(r.position) : 0) << "\n";
@@ -240,6 +245,19 @@ private:
       if (!o_.quiet)
         std::cerr << "meterflow serve: partition " << p << " revoked, its records committed\n";
     }
+  }
+
+  // A partition the store never read starts at its first message the cluster still holds:
+  // older ones were deleted by retention before the engine saw them, and cannot be billed.
+  void warn_if_truncated(std::int32_t p) {
+    if (!source_client_)
+      return;
+    const std::int64_t first = source_client_->offset_range(p, kafka_timeout).first;
+    if (first > 0)
+      std::cerr << "meterflow serve: warning: partition " << p << " of " << o_.kafka.topic
+                << " starts at offset " << first << ": the cluster no longer holds its first "
+                << first << " messages (deleted by retention before this store read them); "
+                << "they are not in the store and are not billed\n";
   }
 
   void reject(std::uint64_t position, std::string reason, std::string detail,
@@ -259,6 +277,7 @@ private:
   source_counters source_;
   std::map<std::int32_t, std::uint64_t> position_; // the last message's, by running partition
   std::set<std::uint32_t> finished_;               // drained before
+  kafka_source* source_client_ = nullptr;
 };
 
 int serve_stream(const stream_options& o) {
@@ -280,6 +299,7 @@ int serve_stream(const stream_options& o) {
   stream_service& service = *started;
   try {
     kafka_source source(o.kafka, service.hooks());
+    service.attach(&source);
     const std::int32_t partitions = source.partition_count(kafka_timeout);
     if (partitions != static_cast<std::int32_t>(o.partitions))
       throw usage_error("--partitions: " + o.kafka.topic + " has " + std::to_string(partitions) +
