@@ -499,6 +499,18 @@ invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   return inv;
 }
 
+unpriced_window unpriced_of(const pqxx::row& r) {
+  unpriced_window u;
+  u.customer_id = r[0].as<std::string>();
+  u.metric = r[1].as<std::string>();
+  u.window_start = r[2].as<std::int64_t>();
+  u.window_end = r[3].as<std::int64_t>();
+  u.quantity = decimal_of(r[4]);
+  u.reason = enum_of(r[5], unpriced_reasons);
+  u.price_book_id = optional_of(r[6]).value_or("");
+  return u;
+}
+
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 // Runs the queries of one read in one snapshot.
@@ -619,17 +631,8 @@ public:
       for (const auto& r : tx.exec("SELECT customer_id, metric, " + micros("window_start") + ", " +
                                    micros("window_end") +
                                    ", quantity::text, reason, price_book_id FROM "
-                                   "unpriced_windows ORDER BY emission_seq")) {
-        unpriced_window u;
-        u.customer_id = r[0].as<std::string>();
-        u.metric = r[1].as<std::string>();
-        u.window_start = r[2].as<std::int64_t>();
-        u.window_end = r[3].as<std::int64_t>();
-        u.quantity = decimal_of(r[4]);
-        u.reason = enum_of(r[5], unpriced_reasons);
-        u.price_book_id = optional_of(r[6]).value_or("");
-        out.push_back(std::move(u));
-      }
+                                   "unpriced_windows ORDER BY emission_seq"))
+        out.push_back(unpriced_of(r));
       return out;
     });
   }
@@ -895,6 +898,116 @@ private:
 
 std::unique_ptr<record_store> make_pg_record_store(const std::string& conninfo) {
   return std::make_unique<pg_record_store>(connect(conninfo));
+}
+
+struct pg_record_reader::connection {
+  std::unique_ptr<pqxx::connection> c;
+};
+
+pg_record_reader::pg_record_reader(std::unique_ptr<connection> c) : connection_(std::move(c)) {}
+pg_record_reader::~pg_record_reader() = default;
+
+std::unique_ptr<pg_record_reader> pg_record_reader::connect(const std::string& conninfo) {
+  auto c = std::make_unique<connection>();
+  c->c = persistence::connect(conninfo);
+  return std::unique_ptr<pg_record_reader>(new pg_record_reader(std::move(c)));
+}
+
+std::vector<std::string> pg_record_reader::price_book_ids() const {
+  return read(*connection_->c, "reading price books", [&](snapshot& tx) {
+    std::vector<std::string> out;
+    for (const auto& r : tx.exec("SELECT price_book_id FROM price_books ORDER BY price_book_id"))
+      out.push_back(r[0].as<std::string>());
+    return out;
+  });
+}
+
+// The rows of `customer_id` whose window starts in `period` ($1, $2, $3).
+const char* const in_customer_period =
+    "WHERE customer_id = $1 AND window_start >= $2 AND window_start < $3 ";
+
+std::vector<aggregate_record> pg_record_reader::aggregates(const std::string& customer_id,
+                                                           const pricing::period& period) const {
+  return read(*connection_->c, "reading aggregates", [&](snapshot& tx) {
+    std::vector<aggregate_record> out;
+    for (const auto& r :
+         tx.exec_params(aggregate_select + "FROM aggregated_usage " + in_customer_period +
+                            "ORDER BY metric, window_start, revision, emission_seq",
+                        customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
+      out.push_back(aggregate_of(r));
+    return out;
+  });
+}
+
+std::vector<charge_record> pg_record_reader::current_charges(const std::string& customer_id,
+                                                             const pricing::period& period) const {
+  return read(*connection_->c, "reading current charges", [&](snapshot& tx) {
+    std::vector<charge_record> out;
+    for (const auto& r :
+         tx.exec_params(charge_select + "FROM current_charges " + in_customer_period +
+                            "ORDER BY metric, window_start, emission_seq",
+                        customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
+      out.push_back(charge_of(r));
+    return out;
+  });
+}
+
+std::vector<unpriced_window> pg_record_reader::unpriced(const std::string& customer_id,
+                                                        const pricing::period& period) const {
+  return read(*connection_->c, "reading unpriced windows", [&](snapshot& tx) {
+    std::vector<unpriced_window> out;
+    for (const auto& r : tx.exec_params(
+             "SELECT customer_id, metric, " + micros("window_start") + ", " + micros("window_end") +
+                 ", quantity::text, reason, price_book_id FROM unpriced_windows " +
+                 in_customer_period + "ORDER BY emission_seq",
+             customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
+      out.push_back(unpriced_of(r));
+    return out;
+  });
+}
+
+std::optional<charge_record> pg_record_reader::charge(const std::string& charge_id) const {
+  return read(
+      *connection_->c, "reading a charge", [&](snapshot& tx) -> std::optional<charge_record> {
+        const auto rows =
+            tx.exec_params(charge_select + "FROM rated_charges WHERE charge_id = $1", charge_id);
+        if (rows.empty())
+          return std::nullopt;
+        return charge_of(rows[0]);
+      });
+}
+
+std::optional<charge_record> pg_record_reader::superseding(const std::string& charge_id) const {
+  return read(
+      *connection_->c, "reading a charge", [&](snapshot& tx) -> std::optional<charge_record> {
+        const auto rows = tx.exec_params(
+            charge_select + "FROM rated_charges WHERE supersedes_charge_id = $1", charge_id);
+        if (rows.empty())
+          return std::nullopt;
+        return charge_of(rows[0]);
+      });
+}
+
+std::vector<invoice_record> pg_record_reader::invoices(const invoice_filter& filter) const {
+  return read(*connection_->c, "reading invoices", [&](snapshot& tx) {
+    std::vector<invoice_record> out;
+    const std::string period_start = filter.period ? format_rfc3339(filter.period->start) : "";
+    const auto rows = tx.exec_params(
+        invoice_select + "WHERE ($1::text IS NULL OR customer_id = $1) AND "
+                         "($2::timestamptz IS NULL OR period_start = $2) "
+                         "ORDER BY issue_seq LIMIT $3 OFFSET $4",
+        filter.customer_id ? filter.customer_id->c_str() : nullptr,
+        filter.period ? period_start.c_str() : nullptr, static_cast<std::int64_t>(filter.limit),
+        static_cast<std::int64_t>(filter.offset));
+    for (const auto& r : rows) {
+      out.push_back(invoice_of(tx, r));
+      out.back().status = tx.exec_params1("SELECT status FROM current_invoice_status "
+                                          "WHERE invoice_id = $1",
+                                          out.back().invoice_id)[0]
+                              .as<std::string>();
+    }
+    return out;
+  });
 }
 
 } // namespace meterflow::persistence
