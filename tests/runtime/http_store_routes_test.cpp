@@ -6,6 +6,7 @@
 #include "support/pg_test_schema.hpp"
 #include "support/process.hpp"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -148,6 +149,25 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
     INFO(id);
     CHECK(r.status == 200);
     CHECK(r.body == file);
+  }
+
+  // Concurrent requests each get a connection of their own, and the same answers.
+  {
+    std::atomic<int> same{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t)
+      clients.emplace_back([&] {
+        auto c = api.client();
+        for (int i = 0; i < 10; ++i) {
+          const auto r = c.Get("/v1/invoices/inv_c_flat_2024-01");
+          if (r && r->status == 200 &&
+              json::parse(r->body, nullptr, false) == files.at("inv_c_flat_2024-01"))
+            ++same;
+        }
+      });
+    for (auto& t : clients)
+      t.join();
+    CHECK(same == 40);
   }
 
   // Usage: the current charges of the period, and a projected invoice that bills what the
