@@ -371,7 +371,7 @@ int publish_version(const config::configuration& cfg, session& s, const std::str
     config::parse_price_book_version(body.dump(), cfg,
                                      book_with_published(cfg, configured, published, id));
   } catch (const config::config_error& e) {
-    throw http_error(400, "invalid_version", e.what());
+    throw http_error(400, "invalid_version", "price book " + id + ": " + e.what());
   }
   try {
     s.records->publish({id, currency, name, canonical(body)});
