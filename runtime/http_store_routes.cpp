@@ -402,22 +402,13 @@ std::vector<std::string> string_list(const json& body, const char* name) {
 }
 
 ordered_json rerate_answer(const rerate_spec& spec, const rerate_outcome& o) {
-  ordered_json comparisons = ordered_json::array();
-  std::map<std::string, std::pair<pricing::decimal, pricing::decimal>> totals;
+  json comparisons = json::array();
   for (const auto& r : o.comparisons) {
-    comparisons.push_back({{"customer_id", r.customer_id},
-                           {"metric", r.metric},
-                           {"period", r.period},
-                           {"currency", r.currency},
-                           {"before", r.before.to_string()},
-                           {"after", r.after.to_string()},
-                           {"delta", (r.after - r.before).to_string()},
-                           {"windows_changed", r.windows_changed}});
-    totals[r.currency].first += r.before;
-    totals[r.currency].second += r.after;
+    comparisons.push_back(to_json(r));
+    comparisons.back()["currency"] = r.currency;
   }
   ordered_json total_list = ordered_json::array();
-  for (const auto& [currency, t] : totals)
+  for (const auto& [currency, t] : o.totals)
     total_list.push_back({{"currency", currency},
                           {"before", t.first.to_string()},
                           {"after", t.second.to_string()},

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 
@@ -97,6 +96,16 @@ std::string list_or_all(const std::vector<std::string>& items) {
 
 } // namespace
 
+nlohmann::json to_json(const rerate_comparison& c) {
+  return {{"customer_id", c.customer_id},
+          {"metric", c.metric},
+          {"period", c.period},
+          {"before", c.before.to_string()},
+          {"after", c.after.to_string()},
+          {"delta", (c.after - c.before).to_string()},
+          {"windows_changed", c.windows_changed}};
+}
+
 rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec) {
   if (spec.to < spec.from)
     throw std::invalid_argument("the scope ends (" + pricing::period_id(spec.to) +
@@ -158,6 +167,8 @@ rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec)
             batch.charges.push_back(std::move(k.record));
           for (auto& k : out.records.unpriced)
             batch.unpriced.push_back(std::move(k.record));
+          outcome.totals[row.currency].first += row.before;
+          outcome.totals[row.currency].second += row.after;
           outcome.comparisons.push_back(std::move(row));
         }
         invoice.update(scope->lines());
@@ -178,13 +189,7 @@ rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec)
   nlohmann::json result = nlohmann::json::array();
   for (const auto& r : outcome.comparisons)
     if (r.windows_changed > 0)
-      result.push_back({{"customer_id", r.customer_id},
-                        {"metric", r.metric},
-                        {"period", r.period},
-                        {"before", r.before.to_string()},
-                        {"after", r.after.to_string()},
-                        {"delta", (r.after - r.before).to_string()},
-                        {"windows_changed", r.windows_changed}});
+      result.push_back(to_json(r));
   persistence::rerate_run run;
   run.trigger = "manual";
   run.reason = spec.reason;

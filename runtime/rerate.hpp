@@ -13,6 +13,8 @@
 #include "persistence/records.hpp"
 
 #include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -35,8 +37,13 @@ struct rerate_comparison {
   std::size_t windows_changed = 0;
 };
 
+// customer_id, metric, period, before, after, delta, windows_changed (decimals as strings).
+nlohmann::json to_json(const rerate_comparison& c);
+
 struct rerate_outcome {
   std::vector<rerate_comparison> comparisons;
+  // Per currency, the sums of `before` and `after` over the comparisons.
+  std::map<std::string, std::pair<pricing::decimal, pricing::decimal>> totals;
   std::vector<persistence::charge_record> superseding_charges;
   std::vector<persistence::invoice_record> correction_invoices;
   std::string rerate_run_id; // the run's id, also for a dry run (what it would be recorded as)

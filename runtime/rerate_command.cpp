@@ -10,7 +10,6 @@
 
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <sstream>
 
 namespace meterflow::runtime {
@@ -49,8 +48,6 @@ failed, 2 bad arguments, configuration or store, 3 an amount reached 10^26.
 )";
 
 namespace {
-
-using pricing::decimal;
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -114,7 +111,6 @@ int rerate_command(const std::vector<std::string>& args) {
   }
 
   // The comparison, per customer, metric and period, and a total per currency.
-  std::map<std::string, std::pair<decimal, decimal>> totals;
   std::cout << std::left << std::setw(16) << "customer" << std::setw(14) << "metric" << std::setw(9)
             << "period" << std::right << std::setw(16) << "before" << std::setw(16) << "after"
             << std::setw(16) << "delta" << std::setw(9) << "windows"
@@ -124,10 +120,8 @@ int rerate_command(const std::vector<std::string>& args) {
               << std::setw(9) << r.period << std::right << std::setw(16) << r.before.to_string()
               << std::setw(16) << r.after.to_string() << std::setw(16)
               << (r.after - r.before).to_string() << std::setw(9) << r.windows_changed << "\n";
-    totals[r.currency].first += r.before;
-    totals[r.currency].second += r.after;
   }
-  for (const auto& [currency, t] : totals)
+  for (const auto& [currency, t] : outcome.totals)
     std::cout << "total " << currency << ": before " << t.first.to_string() << ", after "
               << t.second.to_string() << ", delta " << (t.second - t.first).to_string() << "\n";
 
