@@ -511,6 +511,33 @@ unpriced_window unpriced_of(const pqxx::row& r) {
   return u;
 }
 
+const std::string unpriced_select =
+    "SELECT customer_id, metric, " + micros("window_start") + ", " + micros("window_end") +
+    ", quantity::text, reason, price_book_id FROM unpriced_windows ";
+
+// Invoices in issue order with their current status, of a customer and/or a period start when
+// given; a page of them when `limit` is.
+std::vector<invoice_record> invoices_in(pqxx::transaction_base& tx, const char* customer_id,
+                                        const std::string* period_start,
+                                        std::optional<std::size_t> limit, std::size_t offset) {
+  std::vector<invoice_record> out;
+  const std::string limit_text = limit ? std::to_string(*limit) : "";
+  const auto rows =
+      tx.exec_params(invoice_select + "WHERE ($1::text IS NULL OR customer_id = $1) AND "
+                                      "($2::timestamptz IS NULL OR period_start = $2) "
+                                      "ORDER BY issue_seq LIMIT $3::bigint OFFSET $4",
+                     customer_id, period_start ? period_start->c_str() : nullptr,
+                     limit ? limit_text.c_str() : nullptr, static_cast<std::int64_t>(offset));
+  for (const auto& r : rows) {
+    out.push_back(invoice_of(tx, r));
+    out.back().status =
+        tx.exec_params1("SELECT status FROM current_invoice_status WHERE invoice_id = $1",
+                        out.back().invoice_id)[0]
+            .as<std::string>();
+  }
+  return out;
+}
+
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 // Runs the queries of one read in one snapshot.
@@ -628,10 +655,7 @@ public:
   std::vector<unpriced_window> unpriced() const override {
     return read(*c_, "reading unpriced windows", [&](snapshot& tx) {
       std::vector<unpriced_window> out;
-      for (const auto& r : tx.exec("SELECT customer_id, metric, " + micros("window_start") + ", " +
-                                   micros("window_end") +
-                                   ", quantity::text, reason, price_book_id FROM "
-                                   "unpriced_windows ORDER BY emission_seq"))
+      for (const auto& r : tx.exec(unpriced_select + "ORDER BY emission_seq"))
         out.push_back(unpriced_of(r));
       return out;
     });
@@ -922,46 +946,25 @@ std::vector<std::string> pg_record_reader::price_book_ids() const {
   });
 }
 
-// The rows of `customer_id` whose window starts in `period` ($1, $2, $3).
-const char* const in_customer_period =
-    "WHERE customer_id = $1 AND window_start >= $2 AND window_start < $3 ";
-
-std::vector<aggregate_record> pg_record_reader::aggregates(const std::string& customer_id,
-                                                           const pricing::period& period) const {
-  return read(*connection_->c, "reading aggregates", [&](snapshot& tx) {
-    std::vector<aggregate_record> out;
-    for (const auto& r :
-         tx.exec_params(aggregate_select + "FROM aggregated_usage " + in_customer_period +
-                            "ORDER BY metric, window_start, revision, emission_seq",
-                        customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
-      out.push_back(aggregate_of(r));
-    return out;
-  });
-}
-
-std::vector<charge_record> pg_record_reader::current_charges(const std::string& customer_id,
-                                                             const pricing::period& period) const {
-  return read(*connection_->c, "reading current charges", [&](snapshot& tx) {
-    std::vector<charge_record> out;
-    for (const auto& r :
-         tx.exec_params(charge_select + "FROM current_charges " + in_customer_period +
-                            "ORDER BY metric, window_start, emission_seq",
-                        customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
-      out.push_back(charge_of(r));
-    return out;
-  });
-}
-
-std::vector<unpriced_window> pg_record_reader::unpriced(const std::string& customer_id,
-                                                        const pricing::period& period) const {
-  return read(*connection_->c, "reading unpriced windows", [&](snapshot& tx) {
-    std::vector<unpriced_window> out;
-    for (const auto& r : tx.exec_params(
-             "SELECT customer_id, metric, " + micros("window_start") + ", " + micros("window_end") +
-                 ", quantity::text, reason, price_book_id FROM unpriced_windows " +
-                 in_customer_period + "ORDER BY emission_seq",
-             customer_id, format_rfc3339(period.start), format_rfc3339(period.end)))
-      out.push_back(unpriced_of(r));
+pg_record_reader::customer_period pg_record_reader::period_of(const std::string& customer_id,
+                                                              const pricing::period& period) const {
+  return read(*connection_->c, "reading a customer period", [&](snapshot& tx) {
+    customer_period out;
+    const std::string from = format_rfc3339(period.start), to = format_rfc3339(period.end);
+    const std::string in_period =
+        "WHERE customer_id = $1 AND window_start >= $2 AND window_start < $3 ";
+    for (const auto& r : tx.exec_params(aggregate_select + "FROM aggregated_usage " + in_period +
+                                            "ORDER BY metric, window_start, revision, emission_seq",
+                                        customer_id, from, to))
+      out.aggregates.push_back(aggregate_of(r));
+    for (const auto& r : tx.exec_params(charge_select + "FROM current_charges " + in_period +
+                                            "ORDER BY metric, window_start, emission_seq",
+                                        customer_id, from, to))
+      out.current_charges.push_back(charge_of(r));
+    for (const auto& r : tx.exec_params(unpriced_select + in_period + "ORDER BY emission_seq",
+                                        customer_id, from, to))
+      out.unpriced.push_back(unpriced_of(r));
+    out.invoices = invoices_in(tx, customer_id.c_str(), &from, std::nullopt, 0);
     return out;
   });
 }
@@ -990,23 +993,9 @@ std::optional<charge_record> pg_record_reader::superseding(const std::string& ch
 
 std::vector<invoice_record> pg_record_reader::invoices(const invoice_filter& filter) const {
   return read(*connection_->c, "reading invoices", [&](snapshot& tx) {
-    std::vector<invoice_record> out;
     const std::string period_start = filter.period ? format_rfc3339(filter.period->start) : "";
-    const auto rows = tx.exec_params(
-        invoice_select + "WHERE ($1::text IS NULL OR customer_id = $1) AND "
-                         "($2::timestamptz IS NULL OR period_start = $2) "
-                         "ORDER BY issue_seq LIMIT $3 OFFSET $4",
-        filter.customer_id ? filter.customer_id->c_str() : nullptr,
-        filter.period ? period_start.c_str() : nullptr, static_cast<std::int64_t>(filter.limit),
-        static_cast<std::int64_t>(filter.offset));
-    for (const auto& r : rows) {
-      out.push_back(invoice_of(tx, r));
-      out.back().status = tx.exec_params1("SELECT status FROM current_invoice_status "
-                                          "WHERE invoice_id = $1",
-                                          out.back().invoice_id)[0]
-                              .as<std::string>();
-    }
-    return out;
+    return invoices_in(tx, filter.customer_id ? filter.customer_id->c_str() : nullptr,
+                       filter.period ? &period_start : nullptr, filter.limit, filter.offset);
   });
 }
 

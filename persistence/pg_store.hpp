@@ -91,14 +91,17 @@ public:
 
   // Every price book with a published version, by id.
   std::vector<std::string> price_book_ids() const;
-  // Of the windows that start in `period`: every aggregate revision (by metric, window start,
-  // revision), the charges in force (by metric, window start) and the unpriced listings.
-  std::vector<aggregate_record> aggregates(const std::string& customer_id,
-                                           const pricing::period& period) const;
-  std::vector<charge_record> current_charges(const std::string& customer_id,
-                                             const pricing::period& period) const;
-  std::vector<unpriced_window> unpriced(const std::string& customer_id,
-                                        const pricing::period& period) const;
+  // A customer's billing period, read in one snapshot (a running service may be appending):
+  // of the windows that start in it every aggregate revision (by metric, window start,
+  // revision), the charges in force (by metric, window start) and the unpriced listings; its
+  // invoices in issue order, `status` their current status.
+  struct customer_period {
+    std::vector<aggregate_record> aggregates;
+    std::vector<charge_record> current_charges;
+    std::vector<unpriced_window> unpriced;
+    std::vector<invoice_record> invoices;
+  };
+  customer_period period_of(const std::string& customer_id, const pricing::period& period) const;
   std::optional<charge_record> charge(const std::string& charge_id) const;
   // The charge that supersedes `charge_id`, if one does.
   std::optional<charge_record> superseding(const std::string& charge_id) const;

@@ -33,35 +33,38 @@ class session_pool {
 public:
   explicit session_pool(std::string url) : url_(std::move(url)) {}
 
-  class lease {
-  public:
-    lease(session_pool& pool, std::unique_ptr<session> s) : pool_(pool), s_(std::move(s)) {}
-    ~lease() { pool_.give_back(std::move(s_)); }
-    lease(const lease&) = delete;
-    lease& operator=(const lease&) = delete;
-    session* operator->() const { return s_.get(); }
+  // Runs `f(session&)` on an idle session, or a new one. A session whose request failed in the
+  // store is dropped rather than reused: its connection may be broken.
+  template <class F>
+  auto run(F&& f) {
+    std::unique_ptr<session> s = take();
+    try {
+      auto result = f(*s);
+      give_back(std::move(s));
+      return result;
+    } catch (const persistence::store_error&) {
+      throw; // the session goes with it
+    } catch (...) {
+      give_back(std::move(s));
+      throw;
+    }
+  }
 
-  private:
-    session_pool& pool_;
-    std::unique_ptr<session> s_;
-  };
-
-  lease take() {
+private:
+  std::unique_ptr<session> take() {
     {
       std::lock_guard lock(mutex_);
       if (!idle_.empty()) {
         auto s = std::move(idle_.back());
         idle_.pop_back();
-        return lease(*this, std::move(s));
+        return s;
       }
     }
     auto s = std::make_unique<session>();
     s->records = persistence::make_pg_record_store(url_);
     s->reader = persistence::pg_record_reader::connect(url_);
-    return lease(*this, std::move(s));
+    return s;
   }
-
-private:
   void give_back(std::unique_ptr<session> s) {
     std::lock_guard lock(mutex_);
     idle_.push_back(std::move(s));
@@ -170,10 +173,8 @@ persistence::invoice_record stored_invoice(session& s, const std::string& id) {
 // force, and the standard invoice the engine's invoice stage would issue from them now.
 ordered_json usage(const config::configuration& cfg, session& s, const std::string& customer,
                    const pricing::period& period) {
-  const auto aggregates = s.reader->aggregates(customer, period);
-  const auto charges = s.reader->current_charges(customer, period);
-  const auto unpriced = s.reader->unpriced(customer, period);
-  const auto invoices = s.records->invoices_of(customer, period);
+  const auto stored = s.reader->period_of(customer, period);
+  const auto& [aggregates, charges, unpriced, invoices] = stored;
   if (!cfg.find_customer(customer) && aggregates.empty() && invoices.empty())
     throw http_error(404, "not_found",
                      "no customer \"" + customer +
@@ -235,7 +236,7 @@ ordered_json usage(const config::configuration& cfg, session& s, const std::stri
     out["status"] = "draft";
     out["invoice_id"] = nullptr;
   } else {
-    out["status"] = s.records->current_status(invoices.front().invoice_id).value_or("issued");
+    out["status"] = invoices.front().status;
     out["invoice_id"] = invoices.front().invoice_id;
   }
   ordered_json ids = ordered_json::array();
@@ -246,6 +247,54 @@ ordered_json usage(const config::configuration& cfg, session& s, const std::stri
   const auto projected = draft.draft();
   out["projected_invoice"] = projected ? invoice_json(*projected) : ordered_json(nullptr);
   return out;
+}
+
+// The invoice as a PDF, with the charges its lines name and those they replaced (a correction
+// line shows them).
+std::string invoice_pdf(session& s, const std::string& id) {
+  const auto inv = stored_invoice(s, id);
+  std::set<std::string> wanted;
+  for (const auto& line : inv.line_items)
+    wanted.insert(line.charge_ids.begin(), line.charge_ids.end());
+  std::vector<persistence::charge_record> charges;
+  for (const auto& charge_id : wanted) {
+    auto c = s.reader->charge(charge_id);
+    if (!c)
+      throw http_error(500, "missing_charge",
+                       "invoice " + id + " names charge " + charge_id +
+                           ", which is not in the store");
+    if (c->supersedes_charge_id && !wanted.count(*c->supersedes_charge_id))
+      if (auto old = s.reader->charge(*c->supersedes_charge_id))
+        charges.push_back(std::move(*old));
+    charges.push_back(std::move(*c));
+  }
+  return render_invoice_pdf(inv, charges);
+}
+
+ordered_json invoice_page(session& s, persistence::pg_record_reader::invoice_filter filter) {
+  const std::size_t limit = filter.limit;
+  ++filter.limit; // one more than asked says whether there is a next page
+  auto invoices = s.reader->invoices(filter);
+  const bool more = invoices.size() > limit;
+  if (more)
+    invoices.pop_back();
+  ordered_json list = ordered_json::array();
+  for (const auto& inv : invoices)
+    list.push_back(invoice_json(inv));
+  return {{"invoices", std::move(list)},
+          {"limit", limit},
+          {"offset", filter.offset},
+          {"next_offset", more ? ordered_json(filter.offset + limit) : ordered_json(nullptr)}};
+}
+
+ordered_json change_status(session& s, const persistence::status_event& change) {
+  stored_invoice(s, change.invoice_id); // an unknown invoice is 404, not a refused change
+  try {
+    s.records->append_status(change);
+  } catch (const std::invalid_argument& e) {
+    throw http_error(409, "transition_refused", e.what());
+  }
+  return invoice_json(stored_invoice(s, change.invoice_id));
 }
 
 // --- charges ---------------------------------------------------------------------------------
@@ -453,38 +502,23 @@ void add_store_routes(httplib::Server& server, const store_routes_options& optio
                                   "2024-01)");
                const auto period =
                    period_param("query parameter period", req.get_param_value("period"));
-               auto s = pool->take();
-               answer(res, 200, usage(cfg, *s.operator->(), req.matches[1], period));
+               answer(res, 200,
+                      pool->run([&](session& s) { return usage(cfg, s, req.matches[1], period); }));
              }));
 
   server.Get(R"(/v1/invoices/([^/]+)\.pdf)",
              handled([pool](const httplib::Request& req, httplib::Response& res) {
-               auto s = pool->take();
-               const auto inv = stored_invoice(*s.operator->(), req.matches[1]);
-               std::vector<persistence::charge_record> charges;
-               std::set<std::string> wanted;
-               for (const auto& line : inv.line_items)
-                 wanted.insert(line.charge_ids.begin(), line.charge_ids.end());
-               for (const auto& id : wanted) {
-                 auto c = s->reader->charge(id);
-                 if (!c)
-                   throw http_error(500, "missing_charge",
-                                    "invoice " + inv.invoice_id + " names charge " + id +
-                                        ", which is not in the store");
-                 // A correction line shows what its charges replaced.
-                 if (c->supersedes_charge_id && !wanted.count(*c->supersedes_charge_id))
-                   if (auto old = s->reader->charge(*c->supersedes_charge_id))
-                     charges.push_back(std::move(*old));
-                 charges.push_back(std::move(*c));
-               }
                res.status = 200;
-               res.set_content(render_invoice_pdf(inv, charges), "application/pdf");
+               res.set_content(
+                   pool->run([&](session& s) { return invoice_pdf(s, req.matches[1]); }),
+                   "application/pdf");
              }));
 
   server.Get(R"(/v1/invoices/([^/]+))",
              handled([pool](const httplib::Request& req, httplib::Response& res) {
-               auto s = pool->take();
-               answer(res, 200, invoice_json(stored_invoice(*s.operator->(), req.matches[1])));
+               answer(res, 200, pool->run([&](session& s) {
+                 return invoice_json(stored_invoice(s, req.matches[1]));
+               }));
              }));
 
   server.Get("/v1/invoices", handled([pool](const httplib::Request& req, httplib::Response& res) {
@@ -496,59 +530,36 @@ void add_store_routes(httplib::Server& server, const store_routes_options& optio
                      period_param("query parameter period", req.get_param_value("period"));
                filter.limit = count_param(req, "limit", 50, 1, 500);
                filter.offset = count_param(req, "offset", 0, 0, 999'999'999);
-               auto s = pool->take();
-               // One more than asked says whether there is a next page.
-               ++filter.limit;
-               auto invoices = s->reader->invoices(filter);
-               --filter.limit;
-               const bool more = invoices.size() > filter.limit;
-               if (more)
-                 invoices.pop_back();
-               ordered_json list = ordered_json::array();
-               for (const auto& inv : invoices)
-                 list.push_back(invoice_json(inv));
-               answer(res, 200,
-                      {{"invoices", std::move(list)},
-                       {"limit", filter.limit},
-                       {"offset", filter.offset},
-                       {"next_offset", more ? ordered_json(filter.offset + filter.limit)
-                                            : ordered_json(nullptr)}});
+               answer(res, 200, pool->run([&](session& s) { return invoice_page(s, filter); }));
              }));
 
   server.Post(R"(/v1/invoices/([^/]+)/status)",
               handled([pool](const httplib::Request& req, httplib::Response& res) {
                 const json body = body_of(req);
-                persistence::status_event change{req.matches[1], *text_field(body, "status", true),
-                                                 *text_field(body, "actor", true),
-                                                 text_field(body, "reason", false).value_or("")};
-                auto s = pool->take();
-                stored_invoice(*s.operator->(), change.invoice_id); // 404 before 409
-                try {
-                  s->records->append_status(change);
-                } catch (const std::invalid_argument& e) {
-                  throw http_error(409, "transition_refused", e.what());
-                }
-                answer(res, 200, invoice_json(stored_invoice(*s.operator->(), change.invoice_id)));
+                const persistence::status_event change{
+                    req.matches[1], *text_field(body, "status", true),
+                    *text_field(body, "actor", true),
+                    text_field(body, "reason", false).value_or("")};
+                answer(res, 200, pool->run([&](session& s) { return change_status(s, change); }));
               }));
 
   server.Get(R"(/v1/charges/([^/]+))",
              handled([pool](const httplib::Request& req, httplib::Response& res) {
-               auto s = pool->take();
-               answer(res, 200, charge_explanation(*s.operator->(), req.matches[1]));
+               answer(res, 200,
+                      pool->run([&](session& s) { return charge_explanation(s, req.matches[1]); }));
              }));
 
   server.Get("/v1/price-books",
              handled([&cfg, pool](const httplib::Request&, httplib::Response& res) {
-               auto s = pool->take();
-               answer(res, 200, price_books(cfg, *s.operator->()));
+               answer(res, 200, pool->run([&](session& s) { return price_books(cfg, s); }));
              }));
 
   server.Post(R"(/v1/price-books/([^/]+)/versions)",
               handled([&cfg, pool](const httplib::Request& req, httplib::Response& res) {
-                auto s = pool->take();
+                const json body = body_of(req);
                 ordered_json out;
-                const int status =
-                    publish_version(cfg, *s.operator->(), req.matches[1], body_of(req), out);
+                const int status = pool->run(
+                    [&](session& s) { return publish_version(cfg, s, req.matches[1], body, out); });
                 answer(res, status, out);
               }));
 

@@ -211,6 +211,15 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
     CHECK(dec(projected["total"]) == billed);
     CHECK(dec(projected["credits_applied"]) == dec(files["inv_c_flat_2024-01"]["credits_applied"]));
   }
+  {
+    // A period with nothing stored yet: a draft with nothing to bill.
+    const reply r = get(client, "/v1/customers/c_flat/usage?period=2023-12");
+    REQUIRE(r.status == 200);
+    CHECK(r.body["status"] == "draft");
+    CHECK(r.body["invoice_id"].is_null());
+    CHECK(r.body["metrics"].empty());
+    CHECK(r.body["projected_invoice"].is_null());
+  }
   check_error(get(client, "/v1/customers/c_flat/usage?period=2024-13"), 400, "bad_period");
   check_error(get(client, "/v1/customers/c_flat/usage"), 400, "missing_parameter");
   check_error(get(client, "/v1/customers/nobody/usage?period=2024-01"), 404, "not_found");
