@@ -193,14 +193,14 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
         sum += dec(c["amount"]);
         ++listed;
       }
-      CHECK(dec(m["charged"]) == sum);
+      CHECK(dec(m["charged"]).to_string() == sum.to_string());
       charged += sum;
       CHECK(!m["windows"].empty());
       for (const auto& w : m["windows"])
         CHECK(w["is_final"] == true); // the batch run ended its input: every window is final
     }
     CHECK(listed == current);
-    CHECK(charged == expected);
+    CHECK(charged.to_string() == expected.to_string());
     decimal billed;
     for (const auto& [id, inv] : files)
       if (inv["customer_id"] == "c_flat" && inv["period"]["start"] == "2024-01-01T00:00:00Z")
@@ -208,8 +208,8 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
     const json& projected = r.body["projected_invoice"];
     CHECK(projected["status"] == "draft");
     CHECK(projected["invoice_id"] == "inv_c_flat_2024-01");
-    CHECK(dec(projected["total"]) == billed);
-    CHECK(dec(projected["credits_applied"]) == dec(files["inv_c_flat_2024-01"]["credits_applied"]));
+    CHECK(dec(projected["total"]).to_string() == billed.to_string());
+    CHECK(projected["credits_applied"] == files["inv_c_flat_2024-01"]["credits_applied"]);
   }
   {
     // A period with nothing stored yet: a draft with nothing to bill.
@@ -377,7 +377,7 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
     CHECK_THAT(cli.out, Catch::Contains("total USD: before " + total["before"].get<std::string>() +
                                         ", after " + total["after"].get<std::string>() +
                                         ", delta " + total["delta"].get<std::string>()));
-    CHECK(dec(total["delta"]).is_negative() == false);
+    CHECK(decimal() < dec(total["delta"])); // a higher price bills more
 
     json real = rerate;
     real["dry_run"] = false;
@@ -403,10 +403,11 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
         fresh += dec(inv["total"]);
     }
     CHECK(dec(json(scalar(db, "select sum(total)::text from invoices where customer_id = "
-                              "'c_flat' and period_start = '2024-01-01'"))) == fresh);
+                              "'c_flat' and period_start = '2024-01-01'")))
+              .to_string() == fresh.to_string());
     // The usage draft follows: it projects what the three invoices bill together.
     const reply usage = get(client, "/v1/customers/c_flat/usage?period=2024-01");
-    CHECK(dec(usage.body["projected_invoice"]["total"]) == fresh);
+    CHECK(dec(usage.body["projected_invoice"]["total"]).to_string() == fresh.to_string());
     // A superseded charge links to its successor and back.
     const std::string successor = done.body["superseding_charge_ids"][0];
     const reply next = get(client, "/v1/charges/" + successor);
