@@ -155,10 +155,6 @@ ordered_json period_json(const pricing::period& p) {
   return {{"start", pricing::format_rfc3339(p.start)}, {"end", pricing::format_rfc3339(p.end)}};
 }
 
-ordered_json invoice_json(const persistence::invoice_record& inv) {
-  return persistence::to_json(inv);
-}
-
 persistence::invoice_record stored_invoice(session& s, const std::string& id) {
   auto inv = s.records->invoice(id);
   if (!inv)
@@ -245,7 +241,7 @@ ordered_json usage(const config::configuration& cfg, session& s, const std::stri
   out["invoice_ids"] = std::move(ids);
   out["metrics"] = std::move(metrics);
   const auto projected = draft.draft();
-  out["projected_invoice"] = projected ? invoice_json(*projected) : ordered_json(nullptr);
+  out["projected_invoice"] = projected ? persistence::to_json(*projected) : ordered_json(nullptr);
   return out;
 }
 
@@ -280,7 +276,7 @@ ordered_json invoice_page(session& s, persistence::pg_record_reader::invoice_fil
     invoices.pop_back();
   ordered_json list = ordered_json::array();
   for (const auto& inv : invoices)
-    list.push_back(invoice_json(inv));
+    list.push_back(persistence::to_json(inv));
   return {{"invoices", std::move(list)},
           {"limit", limit},
           {"offset", filter.offset},
@@ -294,7 +290,7 @@ ordered_json change_status(session& s, const persistence::status_event& change) 
   } catch (const std::invalid_argument& e) {
     throw http_error(409, "transition_refused", e.what());
   }
-  return invoice_json(stored_invoice(s, change.invoice_id));
+  return persistence::to_json(stored_invoice(s, change.invoice_id));
 }
 
 // --- charges ---------------------------------------------------------------------------------
@@ -466,7 +462,7 @@ ordered_json rerate_answer(const rerate_spec& spec, const rerate_outcome& o) {
   for (const auto& c : o.superseding_charges)
     charges.push_back(c.charge_id);
   for (const auto& i : o.correction_invoices)
-    invoices.push_back(invoice_json(i));
+    invoices.push_back(persistence::to_json(i));
   return {{"dry_run", spec.dry_run},
           {"recorded", o.recorded},
           {"rerate_run_id", o.recorded ? ordered_json(o.rerate_run_id) : ordered_json(nullptr)},
@@ -517,7 +513,7 @@ void add_store_routes(httplib::Server& server, const store_routes_options& optio
   server.Get(R"(/v1/invoices/([^/]+))",
              handled([pool](const httplib::Request& req, httplib::Response& res) {
                answer(res, 200, pool->run([&](session& s) {
-                 return invoice_json(stored_invoice(s, req.matches[1]));
+                 return persistence::to_json(stored_invoice(s, req.matches[1]));
                }));
              }));
 
