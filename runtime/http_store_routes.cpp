@@ -472,6 +472,41 @@ ordered_json rerate_answer(const rerate_spec& spec, const rerate_outcome& o) {
           {"correction_invoices", std::move(invoices)}};
 }
 
+rerate_spec rerate_spec_of(const json& body, const std::string& store_url) {
+  rerate_spec spec;
+  spec.store_url = store_url;
+  const std::string from = *text_field(body, "from", true);
+  spec.from = period_param("body: \"from\"", from);
+  spec.to = period_param("body: \"to\"", text_field(body, "to", false).value_or(from));
+  spec.customers = string_list(body, "customers");
+  spec.metrics = string_list(body, "metrics");
+  spec.reason = *text_field(body, "reason", true);
+  if (const auto d = body.find("dry_run"); d != body.end() && !d->is_null()) {
+    if (!d->is_boolean())
+      throw http_error(400, "bad_field", "body: \"dry_run\" must be true or false");
+    spec.dry_run = d->get<bool>();
+  }
+  return spec;
+}
+
+// SEMANTICS §7 step 6: the re-rated periods reconciled. The re-rate is recorded already, so a
+// store that cannot be read now is reported per period rather than failing the request.
+ordered_json reconcile_periods(const config::configuration& cfg, const std::string& store_url,
+                               const rerate_spec& spec) {
+  ordered_json out = ordered_json::array();
+  for (pricing::period p = spec.from; p.start <= spec.to.start; p = pricing::next_period(p)) {
+    ordered_json entry = {{"period", pricing::period_id(p)}};
+    try {
+      entry["ok"] = reconcile_store(store_url, &cfg, {p.start, p.end, pricing::period_id(p)}).ok;
+    } catch (const persistence::store_error& e) {
+      entry["ok"] = nullptr;
+      entry["detail"] = std::string("not reconciled: ") + e.what();
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 } // namespace
 
 config::configuration with_published_versions(const config::configuration& cfg,
@@ -559,46 +594,28 @@ void add_store_routes(httplib::Server& server, const store_routes_options& optio
                 answer(res, status, out);
               }));
 
-  server.Post(
-      "/v1/rerate", handled([&cfg, store_url, run = options.rerate](const httplib::Request& req,
-                                                                    httplib::Response& res) {
-        if (!run)
-          throw http_error(501, "not_available", "this server does not run re-rates");
-        const json body = body_of(req);
-        rerate_spec spec;
-        spec.store_url = store_url;
-        spec.from = period_param("body: \"from\"", *text_field(body, "from", true));
-        spec.to =
-            period_param("body: \"to\"",
-                         text_field(body, "to", false).value_or(*text_field(body, "from", true)));
-        spec.customers = string_list(body, "customers");
-        spec.metrics = string_list(body, "metrics");
-        spec.reason = *text_field(body, "reason", true);
-        if (const auto d = body.find("dry_run"); d != body.end() && !d->is_null()) {
-          if (!d->is_boolean())
-            throw http_error(400, "bad_field", "body: \"dry_run\" must be true or false");
-          spec.dry_run = d->get<bool>();
-        }
-        rerate_outcome outcome;
-        try {
-          outcome = run(spec);
-        } catch (const std::invalid_argument& e) {
-          throw http_error(400, "bad_scope", e.what());
-        }
-        ordered_json out = rerate_answer(spec, outcome);
-        if (!spec.dry_run && !outcome.recorded)
-          throw http_error(409, "rerate_refused", outcome.refused);
-        // SEMANTICS §7 step 6: reconcile the re-rated periods.
-        ordered_json reconciled = ordered_json::array();
-        if (outcome.recorded)
-          for (pricing::period p = spec.from; p.start <= spec.to.start; p = pricing::next_period(p))
-            reconciled.push_back(
-                {{"period", pricing::period_id(p)},
-                 {"ok",
-                  reconcile_store(store_url, &cfg, {p.start, p.end, pricing::period_id(p)}).ok}});
-        out["reconciliation"] = std::move(reconciled);
-        answer(res, outcome.recorded ? 201 : 200, out);
-      }));
+  // One re-rate at a time: two at once would compute from the same charges in force, and the
+  // store would refuse the second.
+  server.Post("/v1/rerate", handled([&cfg, store_url, run = options.rerate,
+                                     running = std::make_shared<std::mutex>()](
+                                        const httplib::Request& req, httplib::Response& res) {
+                if (!run)
+                  throw http_error(501, "not_available", "this server does not run re-rates");
+                const rerate_spec spec = rerate_spec_of(body_of(req), store_url);
+                rerate_outcome outcome;
+                try {
+                  std::lock_guard lock(*running);
+                  outcome = run(spec);
+                } catch (const std::invalid_argument& e) {
+                  throw http_error(400, "bad_scope", e.what());
+                }
+                if (!spec.dry_run && !outcome.recorded)
+                  throw http_error(409, "rerate_refused", outcome.refused);
+                ordered_json out = rerate_answer(spec, outcome);
+                out["reconciliation"] = outcome.recorded ? reconcile_periods(cfg, store_url, spec)
+                                                         : ordered_json::array();
+                answer(res, outcome.recorded ? 201 : 200, out);
+              }));
 }
 
 } // namespace meterflow::runtime
