@@ -85,6 +85,27 @@ void invoice_state::remember_billed(const totals& t) {
   billed_total_ = t.total;
 }
 
+persistence::invoice_record invoice_state::standard_invoice(const totals& t) const {
+  persistence::invoice_record r = header(t, standard_invoice_id());
+  for (const auto& [metric, line] : t.lines) {
+    r.line_items.push_back(line);
+    r.line_items.back().line_item_id = persistence::content_id({"line", r.invoice_id, metric});
+  }
+  r.subtotal = t.subtotal;
+  r.credits_applied = t.credits;
+  r.total = t.total;
+  return r;
+}
+
+std::optional<persistence::invoice_record> invoice_state::draft() const {
+  const totals t = compute();
+  if (!t.has_charge)
+    return std::nullopt;
+  persistence::invoice_record r = standard_invoice(t);
+  r.status = "draft";
+  return r;
+}
+
 void invoice_state::issue(std::uint64_t step) {
   emit_.step = step;
   if (issued_)
@@ -92,14 +113,7 @@ void invoice_state::issue(std::uint64_t step) {
   totals t = compute();
   if (!t.has_charge)
     return; // no charge, no invoice; a later re-rate may still bring one
-  persistence::invoice_record r = header(t, standard_invoice_id());
-  for (auto& [metric, line] : t.lines) {
-    line.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
-    r.line_items.push_back(line);
-  }
-  r.subtotal = t.subtotal;
-  r.credits_applied = t.credits;
-  r.total = t.total;
+  persistence::invoice_record r = standard_invoice(t);
   issued_ = true;
   remember_billed(t);
   emit(std::move(r));

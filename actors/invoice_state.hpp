@@ -8,6 +8,7 @@
 #include "actors/dataflow.hpp"
 
 #include <map>
+#include <optional>
 #include <set>
 
 namespace meterflow::actors {
@@ -32,6 +33,10 @@ public:
   // computed (a manual re-rate may have issued corrections since).
   void adopt(const std::vector<persistence::invoice_record>& issued);
 
+  // The standard invoice as it would be issued now from the current charges (status draft),
+  // whether or not it was issued; nothing when no charge is in force.
+  std::optional<persistence::invoice_record> draft() const;
+
   stage_output take_output();
 
 private:
@@ -54,6 +59,7 @@ private:
 
   totals compute() const;
   persistence::invoice_record header(const totals& t, std::string id) const;
+  persistence::invoice_record standard_invoice(const totals& t) const;
   std::string standard_invoice_id() const;
   void remember_billed(const totals& t);
   void emit(persistence::invoice_record&& r);

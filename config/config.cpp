@@ -599,4 +599,15 @@ configuration load_file(const std::string& path) {
   return parse(text);
 }
 
+pricing::price_book_version parse_price_book_version(const std::string& json_text,
+                                                     const configuration& config,
+                                                     const pricing::price_book& book) {
+  pricing::price_book_version version = parse_version(parse_json(json_text), "version", config);
+  pricing::price_book with = book;
+  with.versions.push_back(version);
+  if (auto valid = pricing::validate(with, config.window_size); !valid)
+    throw config_error(valid.error_value().message);
+  return version;
+}
+
 } // namespace meterflow::config

@@ -67,4 +67,11 @@ public:
 configuration parse(const std::string& json_text);
 configuration load_file(const std::string& path);
 
+// One price book version (an element of `price_books[].versions`) published after the versions
+// `book` has: parsed against the configuration's meters and validated with `book` as a whole
+// (unique name, bounds on window boundaries). Throws config_error naming the field.
+pricing::price_book_version parse_price_book_version(const std::string& json_text,
+                                                     const configuration& config,
+                                                     const pricing::price_book& book);
+
 } // namespace meterflow::config

@@ -499,6 +499,45 @@ invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   return inv;
 }
 
+unpriced_window unpriced_of(const pqxx::row& r) {
+  unpriced_window u;
+  u.customer_id = r[0].as<std::string>();
+  u.metric = r[1].as<std::string>();
+  u.window_start = r[2].as<std::int64_t>();
+  u.window_end = r[3].as<std::int64_t>();
+  u.quantity = decimal_of(r[4]);
+  u.reason = enum_of(r[5], unpriced_reasons);
+  u.price_book_id = optional_of(r[6]).value_or("");
+  return u;
+}
+
+const std::string unpriced_select =
+    "SELECT customer_id, metric, " + micros("window_start") + ", " + micros("window_end") +
+    ", quantity::text, reason, price_book_id FROM unpriced_windows ";
+
+// Invoices in issue order with their current status, of a customer and/or a period start when
+// given; a page of them when `limit` is.
+std::vector<invoice_record> invoices_in(pqxx::transaction_base& tx, const char* customer_id,
+                                        const std::string* period_start,
+                                        std::optional<std::size_t> limit, std::size_t offset) {
+  std::vector<invoice_record> out;
+  const std::string limit_text = limit ? std::to_string(*limit) : "";
+  const auto rows =
+      tx.exec_params(invoice_select + "WHERE ($1::text IS NULL OR customer_id = $1) AND "
+                                      "($2::timestamptz IS NULL OR period_start = $2) "
+                                      "ORDER BY issue_seq LIMIT $3::bigint OFFSET $4",
+                     customer_id, period_start ? period_start->c_str() : nullptr,
+                     limit ? limit_text.c_str() : nullptr, static_cast<std::int64_t>(offset));
+  for (const auto& r : rows) {
+    out.push_back(invoice_of(tx, r));
+    out.back().status =
+        tx.exec_params1("SELECT status FROM current_invoice_status WHERE invoice_id = $1",
+                        out.back().invoice_id)[0]
+            .as<std::string>();
+  }
+  return out;
+}
+
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 // Runs the queries of one read in one snapshot.
@@ -616,20 +655,8 @@ public:
   std::vector<unpriced_window> unpriced() const override {
     return read(*c_, "reading unpriced windows", [&](snapshot& tx) {
       std::vector<unpriced_window> out;
-      for (const auto& r : tx.exec("SELECT customer_id, metric, " + micros("window_start") + ", " +
-                                   micros("window_end") +
-                                   ", quantity::text, reason, price_book_id FROM "
-                                   "unpriced_windows ORDER BY emission_seq")) {
-        unpriced_window u;
-        u.customer_id = r[0].as<std::string>();
-        u.metric = r[1].as<std::string>();
-        u.window_start = r[2].as<std::int64_t>();
-        u.window_end = r[3].as<std::int64_t>();
-        u.quantity = decimal_of(r[4]);
-        u.reason = enum_of(r[5], unpriced_reasons);
-        u.price_book_id = optional_of(r[6]).value_or("");
-        out.push_back(std::move(u));
-      }
+      for (const auto& r : tx.exec(unpriced_select + "ORDER BY emission_seq"))
+        out.push_back(unpriced_of(r));
       return out;
     });
   }
@@ -895,6 +922,81 @@ private:
 
 std::unique_ptr<record_store> make_pg_record_store(const std::string& conninfo) {
   return std::make_unique<pg_record_store>(connect(conninfo));
+}
+
+struct pg_record_reader::connection {
+  std::unique_ptr<pqxx::connection> c;
+};
+
+pg_record_reader::pg_record_reader(std::unique_ptr<connection> c) : connection_(std::move(c)) {}
+pg_record_reader::~pg_record_reader() = default;
+
+std::unique_ptr<pg_record_reader> pg_record_reader::connect(const std::string& conninfo) {
+  auto c = std::make_unique<connection>();
+  c->c = persistence::connect(conninfo);
+  return std::unique_ptr<pg_record_reader>(new pg_record_reader(std::move(c)));
+}
+
+std::vector<std::string> pg_record_reader::price_book_ids() const {
+  return read(*connection_->c, "reading price books", [&](snapshot& tx) {
+    std::vector<std::string> out;
+    for (const auto& r : tx.exec("SELECT price_book_id FROM price_books ORDER BY price_book_id"))
+      out.push_back(r[0].as<std::string>());
+    return out;
+  });
+}
+
+pg_record_reader::customer_period pg_record_reader::period_of(const std::string& customer_id,
+                                                              const pricing::period& period) const {
+  return read(*connection_->c, "reading a customer period", [&](snapshot& tx) {
+    customer_period out;
+    const std::string from = format_rfc3339(period.start), to = format_rfc3339(period.end);
+    const std::string in_period =
+        "WHERE customer_id = $1 AND window_start >= $2 AND window_start < $3 ";
+    for (const auto& r : tx.exec_params(aggregate_select + "FROM aggregated_usage " + in_period +
+                                            "ORDER BY metric, window_start, revision, emission_seq",
+                                        customer_id, from, to))
+      out.aggregates.push_back(aggregate_of(r));
+    for (const auto& r : tx.exec_params(charge_select + "FROM current_charges " + in_period +
+                                            "ORDER BY metric, window_start, emission_seq",
+                                        customer_id, from, to))
+      out.current_charges.push_back(charge_of(r));
+    for (const auto& r : tx.exec_params(unpriced_select + in_period + "ORDER BY emission_seq",
+                                        customer_id, from, to))
+      out.unpriced.push_back(unpriced_of(r));
+    out.invoices = invoices_in(tx, customer_id.c_str(), &from, std::nullopt, 0);
+    return out;
+  });
+}
+
+std::optional<charge_record> pg_record_reader::charge(const std::string& charge_id) const {
+  return read(
+      *connection_->c, "reading a charge", [&](snapshot& tx) -> std::optional<charge_record> {
+        const auto rows =
+            tx.exec_params(charge_select + "FROM rated_charges WHERE charge_id = $1", charge_id);
+        if (rows.empty())
+          return std::nullopt;
+        return charge_of(rows[0]);
+      });
+}
+
+std::optional<charge_record> pg_record_reader::superseding(const std::string& charge_id) const {
+  return read(
+      *connection_->c, "reading a charge", [&](snapshot& tx) -> std::optional<charge_record> {
+        const auto rows = tx.exec_params(
+            charge_select + "FROM rated_charges WHERE supersedes_charge_id = $1", charge_id);
+        if (rows.empty())
+          return std::nullopt;
+        return charge_of(rows[0]);
+      });
+}
+
+std::vector<invoice_record> pg_record_reader::invoices(const invoice_filter& filter) const {
+  return read(*connection_->c, "reading invoices", [&](snapshot& tx) {
+    const std::string period_start = filter.period ? format_rfc3339(filter.period->start) : "";
+    return invoices_in(tx, filter.customer_id ? filter.customer_id->c_str() : nullptr,
+                       filter.period ? &period_start : nullptr, filter.limit, filter.offset);
+  });
 }
 
 } // namespace meterflow::persistence

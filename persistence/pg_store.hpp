@@ -81,6 +81,46 @@ private:
   std::unique_ptr<connection> connection_;
 };
 
+// Reads of the HTTP API that only the PostgreSQL store answers (by period, by charge id, pages
+// of invoices): the memory store keeps no such indexes. One connection; not thread-safe. Each
+// call reads in one snapshot; throws store_error when the store cannot be read.
+class pg_record_reader {
+public:
+  static std::unique_ptr<pg_record_reader> connect(const std::string& conninfo);
+  ~pg_record_reader();
+
+  // Every price book with a published version, by id.
+  std::vector<std::string> price_book_ids() const;
+  // A customer's billing period, read in one snapshot (a running service may be appending):
+  // of the windows that start in it every aggregate revision (by metric, window start,
+  // revision), the charges in force (by metric, window start) and the unpriced listings; its
+  // invoices in issue order, `status` their current status.
+  struct customer_period {
+    std::vector<aggregate_record> aggregates;
+    std::vector<charge_record> current_charges;
+    std::vector<unpriced_window> unpriced;
+    std::vector<invoice_record> invoices;
+  };
+  customer_period period_of(const std::string& customer_id, const pricing::period& period) const;
+  std::optional<charge_record> charge(const std::string& charge_id) const;
+  // The charge that supersedes `charge_id`, if one does.
+  std::optional<charge_record> superseding(const std::string& charge_id) const;
+
+  struct invoice_filter {
+    std::optional<std::string> customer_id;
+    std::optional<pricing::period> period;
+    std::size_t limit = 100;
+    std::size_t offset = 0;
+  };
+  // Invoices in issue order, `status` their current status.
+  std::vector<invoice_record> invoices(const invoice_filter& filter) const;
+
+private:
+  struct connection;
+  explicit pg_record_reader(std::unique_ptr<connection> c);
+  std::unique_ptr<connection> connection_;
+};
+
 // The run's records in PostgreSQL. Throws store_error when the database is unreachable or its
 // schema is not current.
 std::unique_ptr<record_store> make_pg_record_store(const std::string& conninfo);

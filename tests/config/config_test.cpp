@@ -619,3 +619,40 @@ TEST_CASE("configuration errors name the field and the problem", "[config]") {
     REQUIRE_THROWS_WITH(parse(j), "window.size: must be positive");
   }
 }
+
+TEST_CASE("a price book version published later parses against the configuration and its book",
+          "[config]") {
+  const config::configuration cfg = config::parse(seed().dump());
+  const pricing::price_book& book = *cfg.find_price_book("pb_std");
+  json v3 = {{"version", "v3"},
+             {"effective_from", "2024-01-15T00:00:00Z"},
+             {"rounding", "half_up"},
+             {"prices", {{"api_calls", {{"model", "flat"}, {"unit_price", "0.07"}}}}}};
+  const pricing::price_book_version parsed = config::parse_price_book_version(v3.dump(), cfg, book);
+  CHECK(parsed.version == "v3");
+  CHECK(parsed.effective_from == pricing::parse_rfc3339("2024-01-15T00:00:00Z").value());
+  CHECK(!parsed.effective_until);
+  CHECK(parsed.rounding == pricing::rounding_mode::half_up);
+  CHECK(parsed.prices.count("api_calls") == 1);
+
+  auto refused = [&](json version) {
+    try {
+      config::parse_price_book_version(version.dump(), cfg, book);
+    } catch (const config::config_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  json other = v3;
+  other["prices"] = {{"calls", {{"model", "flat"}, {"unit_price", "0.07"}}}};
+  CHECK_THAT(refused(other), StartsWith("version.prices.calls: no meter defines this metric"));
+  other = v3;
+  other["effective_from"] = "2024-01-15T00:30:00Z";
+  CHECK_THAT(refused(other), StartsWith("versions[2].effective_from: not on a 1h window boundary"));
+  other = v3;
+  other["version"] = "v2";
+  CHECK(refused(other) == "versions[2].version: \"v2\" is already published in this book");
+  other = v3;
+  other["unit"] = "x";
+  CHECK_THAT(refused(other), StartsWith("version.unit"));
+}
