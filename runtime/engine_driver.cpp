@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <set>
+#include <thread>
 
 namespace meterflow::runtime {
 
@@ -94,7 +95,12 @@ engine_driver::engine_driver(caf::actor_system& sys, const config::configuration
   if (store_url && options.resume) {
     if (!stream())
       check_partitioning(*store_url);
-    service_lock_ = persistence::pg_service_lock::try_acquire(*store_url, stream());
+    // A holder killed a moment ago keeps the lock until PostgreSQL notices its session ended:
+    // wait a little before refusing.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!(service_lock_ = persistence::pg_service_lock::try_acquire(*store_url, stream())) &&
+           std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (!service_lock_)
       throw usage_error(stream() ? "--store: a meterflow serve reading a file, or a meterflow "
                                    "rerate, is using this store"

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,11 +67,17 @@ TEST_CASE("serve: killed at random points of a larger input and restarted, the r
   for (int start = 0; start < 40 && !finished; ++start) {
     // After five kills, let it finish.
     const double delay = kills < 5 ? point(random) : 600;
+    const fs::path errors = dir / "serve.err";
     const std::string cmd = "timeout -s KILL " + std::to_string(delay) + " " +
-                            shell_quote(METERFLOW_BINARY) + " " + serve + " > /dev/null 2>&1";
+                            shell_quote(METERFLOW_BINARY) + " " + serve + " > /dev/null 2> " +
+                            shell_quote(errors.string());
     const int raw = std::system(cmd.c_str());
     REQUIRE(WIFEXITED(raw));
     const int status = WEXITSTATUS(raw);
+    INFO("start " << start << " exit status " << status << ", stderr: " << [&] {
+      std::ifstream in(errors);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }());
     REQUIRE((status == 0 || status == 137));
     if (status == 137)
       ++kills;
