@@ -283,6 +283,13 @@ void engine_driver::commit_stream(std::vector<persistence::watermark_advance> ad
   sink_.flush_all(std::move(progress), std::move(advances));
 }
 
+void engine_driver::adopt_stored() {
+  collect();
+  for (std::uint32_t p = 0; p < slots_.size(); ++p)
+    if (slots_[p].handle)
+      wait_for(p, "adopt the re-rated charges", adopt_atom::value, stored_state_of(p));
+}
+
 // --- both ---------------------------------------------------------------------------------
 
 std::vector<persistence::append_outcome> engine_driver::admit(std::vector<sequenced_event>&& events,

@@ -130,6 +130,9 @@ public:
   // Collects and commits every record emitted so far with the running partitions' progress
   // and `advances` (idle partitions' watermark moves), in one transaction.
   void commit_stream(std::vector<persistence::watermark_advance> advances, bool finished = false);
+  // After a re-rate wrote superseding charges and corrections to the store: every running
+  // partition adopts the charges and invoices the store now holds for its customers.
+  void adopt_stored();
 
   // --- both ---
   // Waits for every partition's report of the batch being applied. Supervision: a partition

@@ -193,6 +193,19 @@ kafka_offsets kafka_source::end_offsets(std::chrono::milliseconds timeout) {
   return out;
 }
 
+std::int64_t kafka_source::cached_lag() const {
+  std::int64_t lag = 0;
+  for (const std::int32_t p : assignment_) {
+    std::int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(handle_.get(), topic_.c_str(), p, &low, &high) || high < 0)
+      continue;
+    const auto position = positions_.find(p);
+    lag +=
+        std::max<std::int64_t>(0, high - (position == positions_.end() ? low : position->second));
+  }
+  return lag;
+}
+
 std::pair<std::int64_t, std::int64_t>
 kafka_source::offset_range(std::int32_t partition, std::chrono::milliseconds timeout) {
   std::int64_t low = 0, high = 0;

@@ -80,6 +80,9 @@ public:
   // For every assigned partition, the offset after the last message the cluster holds (its
   // high watermark), asked of the cluster. Throws kafka_error.
   kafka_offsets end_offsets(std::chrono::milliseconds timeout);
+  // The messages the assigned partitions hold after this member's positions, from the offsets
+  // the last fetches reported (no request; 0 before the first fetch).
+  std::int64_t cached_lag() const;
   // The offsets of the first message the cluster holds of `partition` (retention deletes older
   // ones) and of the one after its last, asked of the cluster. Throws kafka_error.
   std::pair<std::int64_t, std::int64_t> offset_range(std::int32_t partition,

@@ -72,6 +72,12 @@ Kafka (docs/kafka.md):
   --drain              read every assigned partition to the end the cluster holds, then end
                        the input like a file: the watermark goes to +infinity and every
                        period is invoiced (backfills and tests; the partitions are finished)
+HTTP API (docs/api.md), with --kafka:
+  --listen HOST:PORT   serve the API there: POST /v1/events publishes to the topic, the other
+                       routes read and administer the store; port 0 takes a free port (the
+                       line http=HOST:PORT on standard output tells which)
+  --allow-unauthenticated  serve without API keys when the configuration has none (local
+                       demos only; otherwise serve refuses to start)
 File:
   --events FILE        NDJSON events, one per line
   --follow             at the end of the file, wait for more lines (processing and committing

@@ -12,13 +12,20 @@
 #include "runtime/commands.hpp"
 #include "runtime/engine_driver.hpp"
 #include "runtime/event_parser.hpp"
+#include "runtime/http_server.hpp"
+#include "runtime/http_store_routes.hpp"
 #include "runtime/kafka_source.hpp"
 #include "runtime/partition_watermarks.hpp"
+#include "runtime/rerate.hpp"
+#include "runtime/service_metrics.hpp"
 
 #include <atomic>
 #include <caf/actor_system_config.hpp>
 #include <csignal>
+#include <deque>
+#include <future>
 #include <iostream>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <set>
 #include <unistd.h>
@@ -45,13 +52,98 @@ struct stream_options {
   std::uint64_t threads = 2, batch_size = 8192;
   std::uint32_t partitions = 4;
   bool drain = false, quiet = false;
+  std::optional<std::pair<std::string, int>> listen; // the HTTP API's host and port
+  bool allow_unauthenticated = false;
+};
+
+// "HOST:PORT" (port 0: any free port).
+std::pair<std::string, int> parse_listen(const std::string& text) {
+  const auto colon = text.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
+  if (colon == 0 || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535)
+    throw usage_error("--listen: \"" + text + "\" is not HOST:PORT (e.g. 127.0.0.1:8080)");
+  return {text.substr(0, colon), std::stoi(port)};
+}
+
+// Work the HTTP API hands to the engine's thread, which runs it between two polls: a re-rate
+// writes charges and invoices the running partitions must adopt, so it cannot run beside them.
+class engine_jobs {
+public:
+  engine_jobs() = default;
+  engine_jobs(const engine_jobs&) = delete;
+  engine_jobs& operator=(const engine_jobs&) = delete;
+  ~engine_jobs() { cancel(); }
+
+  // What is waiting fails, and what comes later is refused: callers (HTTP threads) must not
+  // wait for an engine that is gone.
+  void cancel() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    for (auto& j : jobs_)
+      j.cancel();
+    jobs_.clear();
+  }
+
+  // From another thread: waits until the engine ran `work`, and returns what it returned.
+  template <class R>
+  R run(std::function<R()> work) {
+    auto promise = std::make_shared<std::promise<R>>();
+    auto result = promise->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_)
+        throw std::runtime_error("the service is stopping");
+      jobs_.push_back({[promise, work = std::move(work)] {
+                         try {
+                           promise->set_value(work());
+                         } catch (...) {
+                           promise->set_exception(std::current_exception());
+                         }
+                       },
+                       [promise] {
+                         promise->set_exception(std::make_exception_ptr(
+                             std::runtime_error("the service is stopping")));
+                       }});
+    }
+    return result.get();
+  }
+
+  // On the engine's thread: runs what is waiting.
+  void run_pending() {
+    std::deque<job> jobs;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      jobs.swap(jobs_);
+    }
+    for (auto& j : jobs)
+      j.run();
+  }
+
+  // Runs what is waiting and refuses what comes later.
+  void close() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+    }
+    run_pending();
+  }
+
+private:
+  struct job {
+    std::function<void()> run, cancel;
+  };
+  std::mutex mutex_;
+  std::deque<job> jobs_;
+  bool closed_ = false;
 };
 
 stream_options parse_stream_options(const std::vector<std::string>& args) {
-  const auto cl = parse_command_line(args,
-                                     {"config", "store", "kafka", "topic", "group",
-                                      "kafka-properties", "threads", "partitions", "batch-size"},
-                                     {"drain", "quiet"});
+  const auto cl =
+      parse_command_line(args,
+                         {"config", "store", "kafka", "topic", "group", "kafka-properties",
+                          "threads", "partitions", "batch-size", "listen"},
+                         {"drain", "quiet", "allow-unauthenticated"});
   if (!cl.positional.empty())
     throw usage_error("unexpected argument \"" + cl.positional.front() + "\"");
   stream_options o;
@@ -72,9 +164,18 @@ stream_options parse_stream_options(const std::vector<std::string>& args) {
   o.batch_size = cl.count("batch-size", 8192, 1'000'000);
   o.drain = cl.flag("drain");
   o.quiet = cl.flag("quiet");
+  if (const auto listen = cl.optional("listen"))
+    o.listen = parse_listen(*listen);
+  o.allow_unauthenticated = cl.flag("allow-unauthenticated");
+  if (o.drain && o.listen)
+    throw usage_error("--drain and --listen: a drained service stops at the end of the topic; "
+                      "serve the API from a service that goes on");
   try {
     pqxx::connection connection(o.store_url);
     persistence::migrate(connection);
+    // Price versions published through the API after the configuration's: the engine rates
+    // with them from its start on.
+    o.cfg = with_published_versions(o.cfg, o.store_url);
   } catch (const std::exception& e) {
     throw usage_error(std::string("--store: ") + e.what());
   }
@@ -204,6 +305,41 @@ public:
 
   void stop() { driver_.commit_stream({}); }
 
+  // A re-rate asked for through the API, between two polls: the records so far are committed,
+  // the re-rate prices with the engine's books (and the versions published since), and the
+  // running partitions adopt what it recorded.
+  rerate_outcome rerate_now(rerate_spec spec) {
+    driver_.commit_stream({});
+    spec.store_url = o_.store_url;
+    spec.partitions = o_.partitions;
+    rerate_outcome outcome = rerate(with_published_versions(o_.cfg, o_.store_url), spec);
+    if (outcome.recorded)
+      driver_.adopt_stored();
+    return outcome;
+  }
+
+  // The engine's gauges and counters for GET /metrics.
+  void report(service_metrics& metrics, std::int64_t queue_depth) {
+    metrics.set_open_windows(driver_.open_windows());
+    metrics.set_queue_depth(static_cast<std::size_t>(std::max<std::int64_t>(0, queue_depth)));
+    const timestamp now = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    for (const auto& [p, position] : position_) {
+      const timestamp wm = watermarks_.of(p);
+      if (wm != watermark_min && wm != watermark_max)
+        metrics.set_watermark_lag(p, std::chrono::milliseconds((now - wm) / 1000));
+    }
+    for (const std::int32_t p : std::exchange(revoked_, {}))
+      metrics.remove_partition(p);
+    const partition_counters c = driver_.counters();
+    metrics.count_engine_events(c.accepted - reported_.accepted,
+                                c.duplicates - reported_.duplicates,
+                                source_.rejected - reported_rejected_);
+    reported_ = c;
+    reported_rejected_ = source_.rejected;
+  }
+
   std::string fatal() const { return driver_.fatal(); }
   const source_counters& source() const { return source_; }
   partition_counters counters() const { return driver_.counters(); }
@@ -239,6 +375,7 @@ private:
   void revoked(const std::vector<std::int32_t>& partitions) {
     for (const std::int32_t p : partitions) {
       driver_.stop_partition(static_cast<std::uint32_t>(p));
+      revoked_.push_back(p);
       watermarks_.revoke(p);
       position_.erase(p);
       finished_.erase(static_cast<std::uint32_t>(p));
@@ -278,6 +415,9 @@ private:
   std::map<std::int32_t, std::uint64_t> position_; // the last message's, by running partition
   std::set<std::uint32_t> finished_;               // drained before
   kafka_source* source_client_ = nullptr;
+  partition_counters reported_; // what report() counted so far
+  std::uint64_t reported_rejected_ = 0;
+  std::vector<std::int32_t> revoked_; // since the last report()
 };
 
 int serve_stream(const stream_options& o) {
@@ -308,6 +448,46 @@ int serve_stream(const stream_options& o) {
     if (!o.quiet)
       std::cerr << name << ": reading " << o.kafka.topic << " at " << o.kafka.brokers
                 << " as group " << o.kafka.group_id << (o.drain ? " until its end" : "") << "\n";
+
+    // The HTTP API: ingest to the same topic, reads and admin on the same store.
+    service_metrics metrics;
+    std::optional<http_service> http;
+    engine_jobs jobs;
+    // However this scope ends, the API stops before the engine: a re-rate request waiting for
+    // the engine fails rather than waits forever.
+    struct api_stopper {
+      std::optional<http_service>& http;
+      engine_jobs& jobs;
+      ~api_stopper() {
+        jobs.cancel();
+        if (http)
+          http->stop();
+      }
+    } stop_api{http, jobs};
+    if (o.listen) {
+      http_service_options h;
+      h.host = o.listen->first;
+      h.port = o.listen->second;
+      h.allow_unauthenticated = o.allow_unauthenticated;
+      h.kafka = {o.kafka.brokers, o.kafka.topic, o.kafka.properties};
+      h.store_url = o.store_url;
+      http.emplace(o.cfg, h, metrics);
+      add_store_routes(http->server(),
+                       {&o.cfg, o.store_url, [&jobs, &service](const rerate_spec& spec) {
+                          return jobs.run<rerate_outcome>(
+                              [&service, spec] { return service.rerate_now(spec); });
+                        }});
+      try {
+        http->start();
+      } catch (const std::runtime_error& e) {
+        throw usage_error(std::string("--listen: ") + e.what());
+      }
+      // One line for tools that start serve on port 0 (as devkafka's bootstrap= line).
+      std::cout << "http=" << h.host << ":" << http->port() << std::endl;
+      if (!o.quiet)
+        std::cerr << name << ": HTTP API on http://" << h.host << ":" << http->port() << "\n";
+    }
+
     bool drained = false;
     while (!stop_requested) {
       auto messages = source.poll(o.batch_size, std::chrono::milliseconds(200));
@@ -315,6 +495,8 @@ int serve_stream(const stream_options& o) {
       service.process(std::move(messages));
       if (!service.fatal().empty())
         break;
+      jobs.run_pending();
+      service.report(metrics, source.cached_lag());
       progress.update(service.source().received, service.watermark(), service.open_windows());
       if (o.drain && idle && service.caught_up(source)) {
         service.finish();
@@ -322,6 +504,10 @@ int serve_stream(const stream_options& o) {
         break;
       }
     }
+    jobs.close();
+    jobs.cancel();
+    if (http)
+      http->stop();
     if (!drained && service.fatal().empty())
       service.stop();
     progress.done();
