@@ -8,15 +8,14 @@
 #include "runtime/http_server.hpp"
 #include "runtime/kafka_mock.hpp"
 
-#include <httplib.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <httplib.h>
 #include <iostream>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -156,7 +155,9 @@ int main(int argc, char** argv) {
   auto percentile_ms = [&](double p) {
     if (all.empty())
       return 0.0;
-    return static_cast<double>(all[static_cast<std::size_t>(p * static_cast<double>(all.size() - 1))]) / 1e6;
+    return static_cast<double>(
+               all[static_cast<std::size_t>(p * static_cast<double>(all.size() - 1))]) /
+           1e6;
   };
   std::printf("events %zu requests %zu clients %zu batch %zu: %.0f events/s, %.2f s, "
               "latency p50 %.1f ms p99 %.1f ms, failed requests %zu\n",

@@ -2,26 +2,25 @@
 
 #include "runtime/event_parser.hpp"
 
-#include <httplib.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-#include <pqxx/pqxx>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-#include <xxhash.h>
-
 #include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <httplib.h>
 #include <mutex>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <pqxx/pqxx>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+#include <xxhash.h>
 
 namespace meterflow::runtime {
 
@@ -395,8 +394,8 @@ public:
       }
     } catch (const std::exception& e) {
       connection_.reset();
-      http_logger().warn("store lookup failed, duplicates not checked against the store error=\"{}\"",
-                         e.what());
+      http_logger().warn(
+          "store lookup failed, duplicates not checked against the store error=\"{}\"", e.what());
     }
     return found;
   }
@@ -473,6 +472,8 @@ private:
   void send(const std::vector<batch*>& taken) {
     std::vector<delivery_report> reports;
     try {
+      if (!producer_)
+        producer_ = std::make_unique<kafka_producer>(options_);
       for (const batch* b : taken)
         for (std::string_view line : *b->lines)
           producer_->send(line);
@@ -480,32 +481,24 @@ private:
     } catch (const std::exception& e) {
       http_logger().error("kafka publish failed error=\"{}\"", e.what());
     }
-    std::size_t at = 0, failed = 0;
+    std::size_t at = 0;
+    std::string first_error;
     for (batch* b : taken) {
       std::vector<delivery_report> own;
       for (std::size_t i = 0; i < b->lines->size(); ++i, ++at) {
-        own.push_back(at < reports.size() ? reports[at] : delivery_report{-1, -1, "not sent"});
-        failed += own.back().delivered() ? 0 : 1;
+        own.push_back(at < reports.size() ? reports[at]
+                                          : delivery_report{-1, -1, "producer unavailable"});
+        if (!own.back().delivered() && first_error.empty())
+          first_error = own.back().error;
       }
       b->done.set_value(std::move(own));
     }
-    if (failed == 0)
+    if (first_error.empty())
       return;
     // A fresh producer after any failure: an idempotent producer may be left in a fatal state
     // (fenced, out of sequence) that would refuse every later line.
-    http_logger().warn("kafka refused lines failed={} first_error=\"{}\"", failed,
-                       std::find_if(reports.begin(), reports.end(), [](const auto& r) {
-                         return !r.delivered();
-                       }) != reports.end()
-                           ? std::find_if(reports.begin(), reports.end(),
-                                          [](const auto& r) { return !r.delivered(); })
-                                 ->error
-                           : std::string("not sent"));
-    try {
-      producer_ = std::make_unique<kafka_producer>(options_);
-    } catch (const std::exception& e) {
-      http_logger().error("kafka producer restart failed error=\"{}\"", e.what());
-    }
+    http_logger().warn("kafka did not acknowledge lines first_error=\"{}\"", first_error);
+    producer_.reset();
   }
 
   kafka_producer_options options_;
@@ -599,8 +592,8 @@ struct http_service::impl {
       : config(cfg), options(std::move(opts)), metrics(m), recent(options.recent_keys) {
     for (const auto& k : config.http.api_keys)
       keys.push_back({k.name, sha256(k.key)});
-    options.kafka.properties.emplace_back("message.timeout.ms",
-                                          std::to_string(options.delivery_timeout.count()));
+    options.kafka.properties["message.timeout.ms"] =
+        std::to_string(options.delivery_timeout.count());
     if (options.store_url)
       store.emplace(*options.store_url);
     install_routes();
@@ -663,12 +656,11 @@ struct http_service::impl {
 };
 
 void http_service::impl::install_routes() {
-  server.set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        request_started = clock_type::now();
-        current_route = {};
-        return authenticate(req, res);
-      });
+  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    request_started = clock_type::now();
+    current_route = {};
+    return authenticate(req, res);
+  });
   server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     std::string route;
     if (!current_route.empty())
@@ -677,38 +669,45 @@ void http_service::impl::install_routes() {
       route = "unmatched"; // before or without routing: the path may be anything
     else
       route = route_of_path(req.path);
-    metrics.observe_request(route, res.status, clock_type::now() - request_started);
+    // A request refused while its headers were read never passed the pre-routing handler.
+    const auto latency = request_started == clock_type::time_point{}
+                             ? clock_type::duration{}
+                             : clock_type::now() - request_started;
+    metrics.observe_request(route, res.status, latency);
+    current_route = {};
+    request_started = {};
   });
   // Errors the library answers itself (malformed request line or headers, a header line over
   // its 8 KiB limit, no route) get the JSON error body of every other error.
-  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty())
-      return httplib::Server::HandlerResponse::Unhandled;
-    std::string error = "http_error", detail = "HTTP status " + std::to_string(res.status);
-    switch (res.status) {
-    case 400:
-      error = "bad_request";
-      detail = "malformed HTTP request (request line, a header line longer than 8192 bytes, "
-               "or a body shorter than its Content-Length)";
-      break;
-    case 404:
-      error = "not_found";
-      detail = "no route for " + req.method + " " + req.path;
-      break;
-    case 413:
-      error = "too_large";
-      detail = "body larger than the limit";
-      break;
-    case 414:
-      error = "uri_too_long";
-      detail = "request line longer than 8192 bytes";
-      break;
-    default:
-      break;
-    }
-    res.set_content(error_body(error, detail), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  });
+  server.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        std::string error = "http_error", detail = "HTTP status " + std::to_string(res.status);
+        switch (res.status) {
+        case 400:
+          error = "bad_request";
+          detail = "malformed HTTP request (request line, a header line longer than 8192 bytes, "
+                   "or a body shorter than its Content-Length)";
+          break;
+        case 404:
+          error = "not_found";
+          detail = "no route for " + req.method + " " + req.path;
+          break;
+        case 413:
+          error = "too_large";
+          detail = "body larger than the limit";
+          break;
+        case 414:
+          error = "uri_too_long";
+          detail = "request line longer than 8192 bytes";
+          break;
+        default:
+          break;
+        }
+        res.set_content(error_body(error, detail), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown";
@@ -750,8 +749,8 @@ void http_service::impl::install_routes() {
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
 }
 
-httplib::Server::HandlerResponse
-http_service::impl::authenticate(const httplib::Request& req, httplib::Response& res) {
+httplib::Server::HandlerResponse http_service::impl::authenticate(const httplib::Request& req,
+                                                                  httplib::Response& res) {
   using result = httplib::Server::HandlerResponse;
   auto refuse = [&](int status, std::string_view error, std::string_view detail) {
     res.status = status;
@@ -770,7 +769,8 @@ http_service::impl::authenticate(const httplib::Request& req, httplib::Response&
 
   const std::string header = req.get_header_value("Authorization");
   std::string_view token;
-  if (header.size() > 7 && (header.compare(0, 7, "Bearer ") == 0 || header.compare(0, 7, "bearer ") == 0))
+  if (header.size() > 7 &&
+      (header.compare(0, 7, "Bearer ") == 0 || header.compare(0, 7, "bearer ") == 0))
     token = std::string_view(header).substr(7);
   const sha256_digest presented = sha256(token);
   // Every key is compared, in constant time over equal-length digests: neither the time nor the
@@ -943,8 +943,9 @@ void http_service::impl::answer_events(std::vector<std::string> lines, body_form
     payloads[i] = payload_fingerprint(*events[i]);
     auto [it, fresh] = first_in_request.emplace(keys[i], i);
     if (!fresh)
-      settle(i, payloads[it->second], "same customer_id and event_id as index " +
-                                          std::to_string(it->second) + " of this request");
+      settle(i, payloads[it->second],
+             "same customer_id and event_id as index " + std::to_string(it->second) +
+                 " of this request");
     else if (auto known = recent.find(keys[i]))
       settle(i, *known, "already accepted");
     else
@@ -1009,10 +1010,9 @@ void http_service::impl::answer_events(std::vector<std::string> lines, body_form
     }
     body += '}';
   }
-  body += "],\"accepted\":" + std::to_string(accepted) +
-          ",\"duplicate\":" + std::to_string(duplicate) +
-          ",\"rejected\":" + std::to_string(rejected) + ",\"failed\":" + std::to_string(failed) +
-          "}";
+  body +=
+      "],\"accepted\":" + std::to_string(accepted) + ",\"duplicate\":" + std::to_string(duplicate) +
+      ",\"rejected\":" + std::to_string(rejected) + ",\"failed\":" + std::to_string(failed) + "}";
   metrics.count_events(n, accepted, duplicate, rejected);
   if (failed)
     metrics.count_failed_events(failed);
@@ -1053,15 +1053,18 @@ void http_service::start() {
   const std::string where = s.options.host + ":" + std::to_string(s.options.port);
   s.bound_port = s.options.port == 0 ? s.server.bind_to_any_port(s.options.host)
                  : s.server.bind_to_port(s.options.host, s.options.port) ? s.options.port
-                                                                          : -1;
+                                                                         : -1;
   if (s.bound_port < 0) {
     s.publisher.reset();
     throw std::runtime_error("http: cannot listen on " + where);
   }
   s.listener = std::thread([&s] { s.server.listen_after_bind(); });
+  // Until the listener runs, the library's stop() would not stop it.
+  while (!s.server.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   s.running = true;
-  http_logger().info("listening host={} port={} api_keys={} topic={}", s.options.host,
-                     s.bound_port, s.keys.size(), s.options.kafka.topic);
+  http_logger().info("listening host={} port={} api_keys={} topic={}", s.options.host, s.bound_port,
+                     s.keys.size(), s.options.kafka.topic);
   if (s.keys.empty())
     http_logger().warn("serving without authentication (allow_unauthenticated)");
 }
@@ -1071,7 +1074,7 @@ void http_service::stop() {
   if (!s.running)
     return;
   s.server.stop();
-  s.listener.join();  // the workers answered their requests: the publisher is idle
+  s.listener.join(); // the workers answered their requests: the publisher is idle
   s.publisher.reset();
   s.running = false;
   http_logger().info("stopped port={}", s.bound_port);

@@ -21,8 +21,8 @@ std::string escape_label_value(std::string_view value) {
 std::string format_seconds(std::int64_t nanoseconds) {
   const bool negative = nanoseconds < 0;
   // Through unsigned, so the most negative value has a magnitude too.
-  const std::uint64_t magnitude =
-      negative ? 0 - static_cast<std::uint64_t>(nanoseconds) : static_cast<std::uint64_t>(nanoseconds);
+  const std::uint64_t magnitude = negative ? 0 - static_cast<std::uint64_t>(nanoseconds)
+                                           : static_cast<std::uint64_t>(nanoseconds);
   std::string out = negative ? "-" : "";
   out += std::to_string(magnitude / 1'000'000'000);
   std::uint64_t fraction = magnitude % 1'000'000'000;
@@ -91,8 +91,7 @@ void service_metrics::count_engine_events(std::uint64_t accepted, std::uint64_t 
 
 namespace {
 
-void header(std::string& out, std::string_view name, std::string_view type,
-            std::string_view help) {
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n");
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
@@ -148,8 +147,8 @@ std::string service_metrics::prometheus_text() const {
   const std::string_view name = "meterflow_http_request_duration_seconds";
   header(out, name, "histogram", "HTTP request latency, by route pattern and status code.");
   for (const auto& [key, h] : requests_) {
-    const std::string labels =
-        "route=\"" + escape_label_value(key.first) + "\",code=\"" + std::to_string(key.second) + "\"";
+    const std::string labels = "route=\"" + escape_label_value(key.first) + "\",code=\"" +
+                               std::to_string(key.second) + "\"";
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < latency_buckets_ns.size(); ++i) {
       cumulative += h.counts[i];

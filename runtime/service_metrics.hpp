@@ -21,8 +21,8 @@ class service_metrics {
 public:
   // Upper bounds of the request latency histogram, in nanoseconds (+Inf is implicit).
   static constexpr std::array<std::int64_t, 13> latency_buckets_ns = {
-      1'000'000,   2'500'000,   5'000'000,     10'000'000,    25'000'000,
-      50'000'000,  100'000'000, 250'000'000,   500'000'000,   1'000'000'000,
+      1'000'000,     2'500'000,     5'000'000,     10'000'000,  25'000'000,
+      50'000'000,    100'000'000,   250'000'000,   500'000'000, 1'000'000'000,
       2'500'000'000, 5'000'000'000, 10'000'000'000};
 
   // HTTP ingest: per event outcome of POST /v1/events
@@ -40,8 +40,7 @@ public:
   void remove_partition(std::int32_t partition);
   void set_open_windows(std::size_t n);
   void set_queue_depth(std::size_t n); // events buffered between ingest and the engine
-  void count_engine_events(std::uint64_t accepted, std::uint64_t duplicate,
-                           std::uint64_t rejected);
+  void count_engine_events(std::uint64_t accepted, std::uint64_t duplicate, std::uint64_t rejected);
 
   std::string prometheus_text() const;
 

@@ -9,16 +9,15 @@
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
+#include <future>
 #include <httplib.h>
+#include <map>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <future>
-#include <map>
 #include <random>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 
 using namespace meterflow;
 using namespace meterflow::runtime;
@@ -28,6 +27,8 @@ using json = nlohmann::json;
 namespace {
 
 constexpr int partitions = 4;
+constexpr std::int16_t produce_api_key =
+    0; // Kafka's Produce request (librdkafka's produce_api_key is private)
 const std::string api_key = "test-key-0123456789abcdef";
 
 struct topic_message {
@@ -48,8 +49,8 @@ std::vector<topic_message> read_topic(const mock_kafka_cluster& cluster, const s
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p) {
     std::int64_t low = 0, high = 0;
-    REQUIRE(rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high,
-                                             5000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 5000) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     ends[p] = high;
     rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   }
@@ -65,8 +66,7 @@ std::vector<topic_message> read_topic(const mock_kafka_cluster& cluster, const s
     if (!m)
       continue;
     if (!m->err)
-      out.push_back({m->partition,
-                     std::string(static_cast<const char*>(m->key), m->key_len),
+      out.push_back({m->partition, std::string(static_cast<const char*>(m->key), m->key_len),
                      std::string(static_cast<const char*>(m->payload), m->len)});
     rd_kafka_message_destroy(m);
   }
@@ -82,9 +82,9 @@ std::string event(const std::string& id, const std::string& customer = "c1",
 }
 
 struct server_fixture {
-  explicit server_fixture(const std::string& topic_name,
-                          std::function<void(config::configuration&, http_service_options&)>
-                              adjust = {})
+  explicit server_fixture(
+      const std::string& topic_name,
+      std::function<void(config::configuration&, http_service_options&)> adjust = {})
       : cluster(1), topic(topic_name) {
     cluster.create_topic(topic, partitions);
     cfg = config::load_file(std::string(METERFLOW_SOURCE_DIR) + "/examples/config.json");
@@ -156,7 +156,8 @@ TEST_CASE("http: one event, an array, NDJSON; per-event answers and duplicates",
   accepted.insert(event("e1"));
 
   // An array: re-serialised compactly, one line per element, numbers as written.
-  auto array = f.post("[\n  " + event("e2", "c2") + ",\n  {\"event_id\": \"e3\", \"event_time\": "
+  auto array = f.post("[\n  " + event("e2", "c2") +
+                      ",\n  {\"event_id\": \"e3\", \"event_time\": "
                       "\"2024-01-15T10:00:00Z\", \"customer_id\": \"c3\", \"event_type\": "
                       "\"storage\", \"value\": 0.10}\n]");
   REQUIRE(array);
@@ -182,7 +183,7 @@ TEST_CASE("http: one event, an array, NDJSON; per-event answers and duplicates",
   CHECK(body.at("results")[1].at("event_id").is_null());
   CHECK(body.at("results")[2].at("event_id") == "e1");
   CHECK(body.at("results")[3].at("detail") == "same customer_id and event_id as index 0 of this "
-                                               "request");
+                                              "request");
   CHECK(body.at("results")[4].at("reason") == "event_id_conflict");
   CHECK(body.at("accepted") == 1);
   CHECK(body.at("duplicate") == 2);
@@ -198,8 +199,7 @@ TEST_CASE("http: one event, an array, NDJSON; per-event answers and duplicates",
 
   const std::string metrics = f.metrics.prometheus_text();
   CHECK(metrics.find(R"(meterflow_http_events_total{outcome="accepted"} 5)") != std::string::npos);
-  CHECK(metrics.find(R"(meterflow_http_events_total{outcome="duplicate"} 2)") !=
-        std::string::npos);
+  CHECK(metrics.find(R"(meterflow_http_events_total{outcome="duplicate"} 2)") != std::string::npos);
   CHECK(metrics.find(R"(route="/v1/events",code="202")") != std::string::npos);
   check_topic(f, accepted);
 }
@@ -220,8 +220,8 @@ TEST_CASE("http: API keys, content types, size limits, health and metrics", "[ht
   CHECK(anonymous->status == 401);
   CHECK(anonymous->get_header_value("WWW-Authenticate").rfind("Bearer", 0) == 0);
   CHECK(json::parse(anonymous->body).at("error") == "unauthorized");
-  auto wrong = f.client("test-key-0123456789abcdeX").Post("/v1/events", event("a1"),
-                                                         "application/json");
+  auto wrong =
+      f.client("test-key-0123456789abcdeX").Post("/v1/events", event("a1"), "application/json");
   REQUIRE(wrong);
   CHECK(wrong->status == 401);
   CHECK(f.client("test-key-0123456789abcdeX").Get("/metrics")->status == 401);
@@ -252,14 +252,14 @@ TEST_CASE("http: API keys, content types, size limits, health and metrics", "[ht
   REQUIRE(big);
   CHECK(big->status == 413);
   CHECK(json::parse(big->body).at("error") == "too_large");
-  auto many = f.post("[" + event("a2") + "," + event("a3") + "," + event("a4") + "," +
-                     event("a5") + "]");
+  auto many =
+      f.post("[" + event("a2") + "," + event("a3") + "," + event("a4") + "," + event("a5") + "]");
   REQUIRE(many);
   CHECK(many->status == 413);
   CHECK(json::parse(many->body).at("error") == "too_many_events");
-  auto many_lines = f.post(event("a2") + "\n" + event("a3") + "\n" + event("a4") + "\n" +
-                               event("a5"),
-                           "application/x-ndjson");
+  auto many_lines =
+      f.post(event("a2") + "\n" + event("a3") + "\n" + event("a4") + "\n" + event("a5"),
+             "application/x-ndjson");
   REQUIRE(many_lines);
   CHECK(many_lines->status == 413);
   // A chunked body over the limit is cut off while it is read.
@@ -302,8 +302,7 @@ TEST_CASE("http: the service refuses to start without API keys unless allowed", 
   CHECK(res->status == 202);
 }
 
-TEST_CASE("http: 429 when the in-flight budget is used up, never queued without bound",
-          "[http]") {
+TEST_CASE("http: 429 when the in-flight budget is used up, never queued without bound", "[http]") {
   server_fixture f("busy", [](config::configuration& cfg, http_service_options&) {
     cfg.http.max_in_flight_events = 4;
     cfg.http.max_events_per_request = 4;
@@ -337,13 +336,12 @@ TEST_CASE("http: 429 when the in-flight budget is used up, never queued without 
   check_topic(f, {event("b1"), event("b2"), event("b3"), event("b4"), event("b5"), event("b6")});
 }
 
-TEST_CASE("http: 503 when Kafka does not acknowledge, and those events are not claimed",
-          "[http]") {
+TEST_CASE("http: 503 when Kafka does not acknowledge, and those events are not claimed", "[http]") {
   server_fixture f("refusing", [](config::configuration&, http_service_options& options) {
     options.delivery_timeout = 800ms;
   });
   std::vector<rd_kafka_resp_err_t> errors(500, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-  rd_kafka_mock_push_request_errors_array(f.cluster.get(), RD_KAFKAP_Produce, errors.size(),
+  rd_kafka_mock_push_request_errors_array(f.cluster.get(), produce_api_key, errors.size(),
                                           errors.data());
   const std::string body = "[" + event("r1") + "," + event("r2", "c2") + ",{\"event_id\":1}]";
   auto refused = f.post(body);
@@ -354,7 +352,7 @@ TEST_CASE("http: 503 when Kafka does not acknowledge, and those events are not c
   CHECK(json::parse(refused->body).at("accepted") == 0);
   CHECK(json::parse(refused->body).at("results")[0].at("reason") == "unavailable");
 
-  rd_kafka_mock_clear_request_errors(f.cluster.get(), RD_KAFKAP_Produce);
+  rd_kafka_mock_clear_request_errors(f.cluster.get(), produce_api_key);
   // Not remembered as accepted: the retry publishes them.
   auto retried = f.post(body);
   REQUIRE(retried);
@@ -406,9 +404,12 @@ TEST_CASE("http: hostile input gets its status and the server keeps serving", "[
   auto bytes = f.post(noise);
   REQUIRE(bytes);
   CHECK(bytes->status == 400);
-  CHECK(json::parse(bytes->body).at("detail").get<std::string>().rfind("the body is not JSON: "
-                                                                      "byte ",
-                                                                      0) == 0);
+  CHECK(json::parse(bytes->body)
+            .at("detail")
+            .get<std::string>()
+            .rfind("the body is not JSON: "
+                   "byte ",
+                   0) == 0);
   auto noise_lines = f.post(noise.substr(0, 2000), "application/x-ndjson");
   REQUIRE(noise_lines);
   CHECK((noise_lines->status == 400 || noise_lines->status == 413));
@@ -463,8 +464,8 @@ TEST_CASE("http: hostile input gets its status and the server keeps serving", "[
   CHECK(json::parse(huge_header->body).at("error") == "bad_request");
   still_serves();
 
-  for (const std::string key : {"", "x", "test-key-0123456789abcde", api_key + "f",
-                                std::string(10'000, 'k')}) {
+  for (const std::string& key : std::vector<std::string>{"", "x", "test-key-0123456789abcde",
+                                                         api_key + "f", std::string(10'000, 'k')}) {
     auto res = f.client(key).Post("/v1/events", event("w1"), "application/json");
     REQUIRE(res);
     CHECK(res->status == 401);

@@ -69,19 +69,20 @@ TEST_CASE("service_metrics: the text exposition format", "[http]") {
 
   CHECK(has_line(text, "# TYPE meterflow_http_request_duration_seconds histogram"));
   const std::string labels = R"(route="/v1/events",code="202")";
-  CHECK(has_line(text, "meterflow_http_request_duration_seconds_bucket{" + labels +
-                           R"(,le="0.001"} 1)"));
+  CHECK(has_line(text,
+                 "meterflow_http_request_duration_seconds_bucket{" + labels + R"(,le="0.001"} 1)"));
   CHECK(has_line(text, "meterflow_http_request_duration_seconds_bucket{" + labels +
                            R"(,le="0.0025"} 1)"));
-  CHECK(has_line(text, "meterflow_http_request_duration_seconds_bucket{" + labels +
-                           R"(,le="0.005"} 2)"));
-  CHECK(has_line(text, "meterflow_http_request_duration_seconds_bucket{" + labels +
-                           R"(,le="10"} 2)"));
-  CHECK(has_line(text, "meterflow_http_request_duration_seconds_bucket{" + labels +
-                           R"(,le="+Inf"} 3)"));
+  CHECK(has_line(text,
+                 "meterflow_http_request_duration_seconds_bucket{" + labels + R"(,le="0.005"} 2)"));
+  CHECK(has_line(text,
+                 "meterflow_http_request_duration_seconds_bucket{" + labels + R"(,le="10"} 2)"));
+  CHECK(has_line(text,
+                 "meterflow_http_request_duration_seconds_bucket{" + labels + R"(,le="+Inf"} 3)"));
   CHECK(has_line(text, "meterflow_http_request_duration_seconds_sum{" + labels + "} 20.004"));
   CHECK(has_line(text, "meterflow_http_request_duration_seconds_count{" + labels + "} 3"));
-  CHECK(has_line(text, R"(meterflow_http_request_duration_seconds_count{route="/v1/\"x\"\\",code="400"} 1)"));
+  CHECK(has_line(
+      text, R"(meterflow_http_request_duration_seconds_count{route="/v1/\"x\"\\",code="400"} 1)"));
   // Every sample line belongs to a family announced before it.
   std::string announced;
   std::size_t at = 0;
