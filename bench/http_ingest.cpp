@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
     clients.emplace_back([&, c] {
       httplib::Client client("127.0.0.1", service.port());
       client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
       client.set_bearer_token_auth(key.c_str());
       client.set_read_timeout(60, 0);
       for (std::size_t i; (i = next++) < bodies.size();) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -20,6 +21,7 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+#define XXH_STATIC_LINKING_ONLY // XXH3_state_t on the stack
 #include <xxhash.h>
 
 namespace meterflow::runtime {
@@ -296,57 +298,74 @@ struct event_key_hash {
   std::size_t operator()(const event_key& k) const { return k.low; }
 };
 
-// 128 bits of XXH3 over "customer_id\0event_id" (ids are printable ASCII, so unambiguous).
+// 128 bits of XXH3 of the event id, seeded with the customer's hash: a distinct key per
+// (customer_id, event_id) pair with overwhelming probability, without building a string.
 event_key key_of(const persistence::event& e) {
-  std::string joined = e.customer_id;
-  joined += '\0';
-  joined += e.event_id;
-  const XXH128_hash_t h = XXH3_128bits(joined.data(), joined.size());
+  const XXH128_hash_t h =
+      XXH3_128bits_withSeed(e.event_id.data(), e.event_id.size(),
+                            XXH3_64bits(e.customer_id.data(), e.customer_id.size()));
   return {h.high64, h.low64};
 }
 
 std::uint64_t payload_fingerprint(const persistence::event& e) {
-  std::string text = std::to_string(e.event_time);
-  text += '\0';
-  text += e.event_type;
-  text += '\0';
-  text += e.value.to_string();
-  text += '\0';
-  text += e.metadata;
-  return XXH3_64bits(text.data(), text.size());
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  auto field = [&](std::string_view text) {
+    const std::uint64_t size = text.size(); // the sizes keep the concatenation unambiguous
+    XXH3_64bits_update(&state, &size, sizeof size);
+    XXH3_64bits_update(&state, text.data(), text.size());
+  };
+  XXH3_64bits_update(&state, &e.event_time, sizeof e.event_time);
+  field(e.event_type);
+  field(e.value.to_string());
+  field(e.metadata);
+  return XXH3_64bits_digest(&state);
 }
 
-// The keys this process got acknowledged, with their payload fingerprints; the oldest are
-// forgotten first.
+// The keys this process got acknowledged, with their payload fingerprints: a 4-way
+// set-associative table of fixed size, so memory and time per key stay constant. A full set
+// forgets one of its keys; the answer is best-effort anyway (the engine deduplicates exactly).
 class recent_keys {
 public:
-  explicit recent_keys(std::size_t capacity) : capacity_(capacity) {}
+  explicit recent_keys(std::size_t capacity)
+      : sets_(std::max<std::size_t>(std::bit_ceil(capacity) / ways, 1)), slots_(sets_ * ways),
+        locks_(std::min<std::size_t>(sets_, 64)) {}
 
   std::optional<std::uint64_t> find(const event_key& k) const {
-    std::lock_guard lock(mutex_);
-    auto it = payloads_.find(k);
-    if (it == payloads_.end())
-      return std::nullopt;
-    return it->second;
-  }
-  void insert(const event_key& k, std::uint64_t payload) {
-    if (capacity_ == 0)
-      return;
-    std::lock_guard lock(mutex_);
-    if (!payloads_.emplace(k, payload).second)
-      return;
-    order_.push_back(k);
-    if (order_.size() > capacity_) {
-      payloads_.erase(order_.front());
-      order_.pop_front();
+    const std::size_t set = k.low % sets_;
+    std::lock_guard lock(locks_[set % locks_.size()]);
+    for (std::size_t w = 0; w < ways; ++w) {
+      const slot& s = slots_[set * ways + w];
+      if (s.used && s.key == k)
+        return s.payload;
     }
+    return std::nullopt;
+  }
+
+  void insert(const event_key& k, std::uint64_t payload) {
+    const std::size_t set = k.low % sets_;
+    std::lock_guard lock(locks_[set % locks_.size()]);
+    slot* target = nullptr;
+    for (std::size_t w = 0; w < ways && !target; ++w) {
+      slot& s = slots_[set * ways + w];
+      if (!s.used || s.key == k)
+        target = &s;
+    }
+    if (!target) // a full set: the high bits pick which key goes, evenly
+      target = &slots_[set * ways + (k.high >> 62)];
+    *target = {k, payload, true};
   }
 
 private:
-  std::size_t capacity_;
-  mutable std::mutex mutex_;
-  std::unordered_map<event_key, std::uint64_t, event_key_hash> payloads_;
-  std::deque<event_key> order_;
+  static constexpr std::size_t ways = 4;
+  struct slot {
+    event_key key{0, 0};
+    std::uint64_t payload = 0;
+    bool used = false;
+  };
+  std::size_t sets_;
+  std::vector<slot> slots_;
+  mutable std::vector<std::mutex> locks_;
 };
 
 // The stored versions of keys, from the store's telemetry_events: one query per request.
@@ -594,6 +613,9 @@ struct http_service::impl {
       keys.push_back({k.name, sha256(k.key)});
     options.kafka.properties["message.timeout.ms"] =
         std::to_string(options.delivery_timeout.count());
+    // Every request waits for its produce round trip: Nagle's algorithm would add a delayed ACK
+    // (40 ms) to many of them. The caller's properties may still say otherwise.
+    options.kafka.properties.emplace("socket.nagle.disable", "true");
     if (options.store_url)
       store.emplace(*options.store_url);
     install_routes();
@@ -604,7 +626,8 @@ struct http_service::impl {
                                                 httplib::Response& res);
   void post_events(const httplib::Request& req, httplib::Response& res,
                    const httplib::ContentReader& reader);
-  void answer_events(std::vector<std::string> lines, body_format format, httplib::Response& res);
+  void answer_events(const std::vector<std::string_view>& lines, body_format format,
+                     httplib::Response& res);
 
   // Takes n events from the in-flight budget, or nothing when they do not fit.
   bool reserve(std::size_t n) {
@@ -742,6 +765,9 @@ void http_service::impl::install_routes() {
   server.set_read_timeout(std::chrono::microseconds(http.read_timeout));
   server.set_write_timeout(options.write_timeout);
   server.set_keep_alive_max_count(options.keep_alive_max_count);
+  // The library writes headers and body separately: with Nagle's algorithm the body would wait
+  // for the client's delayed ACK (40 ms per answer).
+  server.set_tcp_nodelay(true);
   // Other routes read whole bodies into memory: the same limit (chunked bodies are refused
   // for them in authenticate(), the library does not limit those).
   server.set_payload_max_length(http.max_body_bytes);
@@ -833,7 +859,8 @@ void http_service::impl::post_events(const httplib::Request& req, httplib::Respo
   if (!complete)
     return refuse_unread(400, "bad_request", "the body ended early or was not sent in time");
 
-  std::vector<std::string> lines;
+  std::vector<std::string> compact; // the events of a JSON body, re-written one line each
+  std::vector<std::string_view> lines;
   const std::string too_many_detail = "more than " + std::to_string(limits.max_events_per_request) +
                                       " events (http.max_events_per_request)";
   if (*format == body_format::json) {
@@ -842,16 +869,17 @@ void http_service::impl::post_events(const httplib::Request& req, httplib::Respo
     bool too_many = false;
     bool ok;
     if (first != std::string::npos && body[first] == '[') {
-      ok = scanner.array_elements(lines, limits.max_events_per_request, too_many) &&
+      ok = scanner.array_elements(compact, limits.max_events_per_request, too_many) &&
            scanner.at_end();
     } else {
-      lines.emplace_back();
-      ok = scanner.value(lines.back(), 0) && scanner.at_end();
+      compact.emplace_back();
+      ok = scanner.value(compact.back(), 0) && scanner.at_end();
     }
     if (too_many)
       return refuse(413, "too_many_events", too_many_detail);
     if (!ok)
       return refuse(400, "bad_json", "the body is not JSON: " + scanner.error());
+    lines.assign(compact.begin(), compact.end());
   } else {
     std::size_t start = 0;
     while (start < body.size()) {
@@ -868,7 +896,7 @@ void http_service::impl::post_events(const httplib::Request& req, httplib::Respo
         continue;
       if (lines.size() == limits.max_events_per_request)
         return refuse(413, "too_many_events", too_many_detail);
-      lines.emplace_back(line);
+      lines.push_back(line);
     }
   }
   if (lines.empty())
@@ -881,7 +909,7 @@ void http_service::impl::post_events(const httplib::Request& req, httplib::Respo
   }
   const std::size_t n = lines.size();
   try {
-    answer_events(std::move(lines), *format, res);
+    answer_events(lines, *format, res);
   } catch (...) {
     release(n);
     throw;
@@ -889,8 +917,8 @@ void http_service::impl::post_events(const httplib::Request& req, httplib::Respo
   release(n);
 }
 
-void http_service::impl::answer_events(std::vector<std::string> lines, body_format format,
-                                       httplib::Response& res) {
+void http_service::impl::answer_events(const std::vector<std::string_view>& lines,
+                                       body_format format, httplib::Response& res) {
   const std::size_t n = lines.size();
   std::vector<event_result> results(n);
   std::vector<std::optional<persistence::event>> events(n);

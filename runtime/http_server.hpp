@@ -44,7 +44,8 @@ struct http_service_options {
   std::chrono::seconds write_timeout{5};
   // Kafka's message.timeout.ms: a line not acknowledged by then is answered 503.
   std::chrono::milliseconds delivery_timeout{10'000};
-  // Accepted (customer_id, event_id) keys remembered for duplicate answers (about 64 bytes each).
+  // Accepted (customer_id, event_id) keys remembered for duplicate answers (32 bytes each,
+  // rounded up to a power of two).
   std::size_t recent_keys = 1 << 20;
   kafka_producer_options kafka;
   std::optional<std::string> store_url; // PostgreSQL: duplicates of stored events
