@@ -805,8 +805,11 @@ httplib::Server::HandlerResponse http_service::impl::authenticate(const httplib:
   for (const auto& k : keys)
     if (CRYPTO_memcmp(k.digest.data(), presented.data(), presented.size()) == 0)
       match = &k;
-  if (match && !token.empty())
+  if (match && !token.empty()) {
+    http_logger().debug("request method={} path=\"{}\" key={} remote={}", req.method, req.path,
+                        match->name, req.remote_addr);
     return result::Unhandled;
+  }
   http_logger().warn("unauthenticated request method={} path=\"{}\" remote={} reason={}",
                      req.method, req.path, req.remote_addr,
                      header.empty() ? "no_authorization" : "wrong_key");

@@ -145,6 +145,48 @@ void check_topic(const server_fixture& f, const std::multiset<std::string>& acce
 
 } // namespace
 
+namespace {
+
+// Connects, sends `text` and returns the socket (or -1).
+int raw_connect(int port, const std::string& text) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The status line and headers of the answer on `fd` (at most 5 s).
+std::string read_answer_head(int fd) {
+  timeval wait{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char buffer[4096];
+  std::string answer;
+  for (ssize_t got; answer.find("\r\n\r\n") == std::string::npos &&
+                    (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(got));
+  return answer;
+}
+
+template <typename Condition>
+bool eventually(Condition done) {
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (!done() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  return done();
+}
+
+} // namespace
+
 TEST_CASE("http: one event, an array, NDJSON; per-event answers and duplicates", "[http]") {
   server_fixture f("ingest");
   std::multiset<std::string> accepted;
@@ -200,7 +242,10 @@ TEST_CASE("http: one event, an array, NDJSON; per-event answers and duplicates",
   const std::string metrics = f.metrics.prometheus_text();
   CHECK(metrics.find(R"(meterflow_http_events_total{outcome="accepted"} 4)") != std::string::npos);
   CHECK(metrics.find(R"(meterflow_http_events_total{outcome="duplicate"} 2)") != std::string::npos);
-  CHECK(metrics.find(R"(route="/v1/events",code="202")") != std::string::npos);
+  CHECK(eventually([&] {
+    return f.metrics.prometheus_text().find(R"(route="/v1/events",code="202")") !=
+           std::string::npos;
+  }));
   check_topic(f, accepted);
 }
 
@@ -234,6 +279,22 @@ TEST_CASE("http: API keys, content types, size limits, health and metrics", "[ht
   CHECK(second_key->status == 200);
   CHECK(second_key->get_header_value("Content-Type") == "text/plain; version=0.0.4");
   CHECK(second_key->body.find("# TYPE meterflow_http_events_total counter") != std::string::npos);
+  // The latency is observed once the answer is written, just after the client has it.
+  CHECK(eventually([&] {
+    return f.metrics.prometheus_text().find(R"(route="/metrics",code="200")") != std::string::npos;
+  }));
+  CHECK(eventually([&] {
+    return f.metrics.prometheus_text().find(R"(route="unmatched",code="401")") != std::string::npos;
+  }));
+  // Routes added by other modules read whole bodies: a chunked one (unbounded in the library)
+  // is refused.
+  const int chunked_elsewhere = raw_connect(
+      f.service->port(), "POST /v1/other HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + api_key +
+                             "\r\nContent-Type: application/json\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+  REQUIRE(chunked_elsewhere >= 0);
+  CHECK(read_answer_head(chunked_elsewhere).rfind("HTTP/1.1 411", 0) == 0);
+  ::close(chunked_elsewhere);
   // An unknown route needs a key too, then answers a JSON 404.
   CHECK(f.client("").Get("/v1/nothing")->status == 401);
   auto missing = f.client().Get("/v1/nothing");
@@ -367,28 +428,6 @@ TEST_CASE("http: 503 when Kafka does not acknowledge, and those events are not c
   check_topic(f, {event("r1"), event("r2", "c2")});
 }
 
-namespace {
-
-// Connects, sends `text` and returns the socket (or -1).
-int raw_connect(int port, const std::string& text) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  if (::send(fd, text.data(), text.size(), MSG_NOSIGNAL) < 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-} // namespace
-
 TEST_CASE("http: hostile input gets its status and the server keeps serving", "[http]") {
   server_fixture f("hostile", [](config::configuration& cfg, http_service_options&) {
     cfg.http.max_body_bytes = 4 * 1024 * 1024;
@@ -486,15 +525,8 @@ TEST_CASE("http: hostile input gets its status and the server keeps serving", "[
                              api_key + "\r\nContent-Length: 1000\r\n\r\n{\"event_id\"");
   REQUIRE(slow >= 0);
   still_serves();
-  timeval wait{5, 0};
-  ::setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   const auto stalled = std::chrono::steady_clock::now();
-  char buffer[4096];
-  std::string answer;
-  // Up to the end of the answer's headers (the server may keep the socket open a little).
-  for (ssize_t got; answer.find("\r\n\r\n") == std::string::npos &&
-                    (got = ::recv(slow, buffer, sizeof buffer, 0)) > 0;)
-    answer.append(buffer, static_cast<std::size_t>(got));
+  const std::string answer = read_answer_head(slow);
   ::close(slow);
   CHECK(std::chrono::steady_clock::now() - stalled < 4s);
   INFO("the slow client got: " << answer);
