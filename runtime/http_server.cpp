@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cctype>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <future>
 #include <httplib.h>
