@@ -323,20 +323,19 @@ TEST_CASE("http: API keys, content types, size limits, health and metrics", "[ht
              "application/x-ndjson");
   REQUIRE(many_lines);
   CHECK(many_lines->status == 413);
-  // A chunked body over the limit is cut off while it is read.
-  auto chunked = f.client().Post(
-      "/v1/events",
-      [](size_t offset, httplib::DataSink& sink) {
-        if (offset >= 8192) {
-          sink.done();
-          return true;
-        }
-        const std::string chunk(1024, ' ');
-        return sink.write(chunk.data(), chunk.size());
-      },
-      "application/json");
-  REQUIRE(chunked);
-  CHECK(chunked->status == 413);
+  // A chunked body over the limit is cut off while it is read (a raw socket: the answer comes
+  // before the body is sent completely, which a library client may report as a failed write).
+  std::string chunks;
+  for (int i = 0; i < 8; ++i)
+    chunks += "400\r\n" + std::string(1024, ' ') + "\r\n";
+  const int chunked = raw_connect(
+      f.service->port(), "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + api_key +
+                             "\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+                             "chunked\r\n\r\n" +
+                             chunks + "0\r\n\r\n");
+  REQUIRE(chunked >= 0);
+  CHECK(read_answer_head(chunked).rfind("HTTP/1.1 413", 0) == 0);
+  ::close(chunked);
   auto empty = f.post("[]");
   REQUIRE(empty);
   CHECK(empty->status == 400);
