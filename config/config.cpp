@@ -517,6 +517,65 @@ void parse_customers(const json& root, configuration& config) {
   }
 }
 
+std::size_t expect_positive_integer(const json& value, const std::string& path) {
+  if (!value.is_number_integer() || value.get<std::int64_t>() < 1)
+    fail(path, "expected a positive integer");
+  return value.get<std::size_t>();
+}
+
+void parse_http(const json& root, configuration& config) {
+  const json* section = optional_field(root, "http");
+  if (!section)
+    return;
+  expect_object(*section, "http");
+  check_keys(*section, "http",
+             {"api_keys", "max_body_bytes", "max_events_per_request", "max_json_depth",
+              "max_in_flight_events", "read_timeout"});
+  http_settings& http = config.http;
+  if (const json* keys = optional_field(*section, "api_keys")) {
+    expect_array(*keys, "http.api_keys");
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      std::string path = index_path("http.api_keys", i);
+      const json& object = expect_object((*keys)[i], path);
+      check_keys(object, path, {"name", "key"});
+      api_key k;
+      k.name = expect_identifier(required_field(object, path, "name"), path + ".name");
+      // The key itself never appears in a message: config errors end up in logs.
+      k.key = expect_string(required_field(object, path, "key"), path + ".key");
+      if (k.key.size() < 16)
+        fail(path + ".key", "shorter than 16 bytes");
+      if (!std::all_of(k.key.begin(), k.key.end(), [](char c) { return c > 0x20 && c <= 0x7e; }))
+        fail(path + ".key", "must be printable ASCII without spaces");
+      for (const auto& other : http.api_keys) {
+        if (other.name == k.name)
+          fail(path + ".name", "duplicate key name " + in_quotes(k.name));
+        if (other.key == k.key)
+          fail(path + ".key", "the same key as " + in_quotes(other.name));
+      }
+      http.api_keys.push_back(std::move(k));
+    }
+  }
+  if (const json* v = optional_field(*section, "max_body_bytes"))
+    http.max_body_bytes = expect_positive_integer(*v, "http.max_body_bytes");
+  if (const json* v = optional_field(*section, "max_events_per_request"))
+    http.max_events_per_request = expect_positive_integer(*v, "http.max_events_per_request");
+  if (const json* v = optional_field(*section, "max_json_depth")) {
+    http.max_json_depth = expect_positive_integer(*v, "http.max_json_depth");
+    if (http.max_json_depth < 2)
+      fail("http.max_json_depth", "must be at least 2 (an array of event objects)");
+  }
+  if (const json* v = optional_field(*section, "max_in_flight_events"))
+    http.max_in_flight_events = expect_positive_integer(*v, "http.max_in_flight_events");
+  if (http.max_in_flight_events < http.max_events_per_request)
+    fail("http.max_in_flight_events",
+         "smaller than http.max_events_per_request: a full request could never be admitted");
+  if (const json* v = optional_field(*section, "read_timeout")) {
+    http.read_timeout = expect_duration(*v, "http.read_timeout");
+    if (http.read_timeout < 1000)
+      fail("http.read_timeout", "must be at least 1ms");
+  }
+}
+
 } // namespace
 
 const char* to_string(aggregation a) {
@@ -569,7 +628,7 @@ configuration parse(const std::string& json_text) {
     throw config_error("config: expected a JSON object at the top level");
   check_keys(root, "",
              {"window", "corrections", "watermark", "meters", "price_books", "default_price_book",
-              "customers"});
+              "customers", "http"});
   configuration config;
   // Sections in dependency order: books need the window size and the meters, customers the books.
   parse_window(root, config);
@@ -579,6 +638,7 @@ configuration parse(const std::string& json_text) {
   parse_price_books(root, config);
   parse_default_price_book(root, config);
   parse_customers(root, config);
+  parse_http(root, config);
   return config;
 }
 

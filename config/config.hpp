@@ -40,6 +40,21 @@ struct customer {
   std::vector<credit> credits;
 };
 
+struct api_key {
+  std::string name; // who calls: logged, never the key
+  std::string key;
+};
+
+// The HTTP API (optional "http" section): who may call it and how much one request may carry.
+struct http_settings {
+  std::vector<api_key> api_keys;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
+  std::size_t max_events_per_request = 10'000;
+  std::size_t max_json_depth = 32;
+  std::size_t max_in_flight_events = 100'000;
+  duration read_timeout = 5'000'000; // 5s without a byte from the client ends the request
+};
+
 struct configuration {
   duration window_size = 3'600'000'000;          // 1h
   duration allowed_lateness = 3'600'000'000;     // 1h
@@ -50,6 +65,7 @@ struct configuration {
   std::vector<pricing::price_book> price_books;
   std::optional<std::string> default_price_book;
   std::vector<customer> customers;
+  http_settings http;
 
   const meter* find_meter(const std::string& metric) const;
   const pricing::price_book* find_price_book(const std::string& id) const;

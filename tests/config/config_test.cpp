@@ -655,4 +655,58 @@ TEST_CASE("a price book version published later parses against the configuration
   other = v3;
   other["unit"] = "x";
   CHECK_THAT(refused(other), StartsWith("version.unit"));
+TEST_CASE("the http section: API keys and request limits", "[config]") {
+  auto j = seed();
+  CHECK(parse(j).http.api_keys.empty());
+  CHECK(parse(j).http.max_body_bytes == 16 * 1024 * 1024);
+  j["http"] = json::parse(R"({"api_keys":[{"name":"ingest","key":"0123456789abcdef"},
+                                          {"name":"ops","key":"fedcba9876543210"}],
+                              "max_body_bytes":1048576,"max_events_per_request":500,
+                              "max_json_depth":8,"max_in_flight_events":5000,
+                              "read_timeout":"2s"})");
+  const auto http = parse(j).http;
+  REQUIRE(http.api_keys.size() == 2);
+  CHECK(http.api_keys[1].name == "ops");
+  CHECK(http.api_keys[1].key == "fedcba9876543210");
+  CHECK(http.max_body_bytes == 1'048'576);
+  CHECK(http.max_events_per_request == 500);
+  CHECK(http.max_json_depth == 8);
+  CHECK(http.max_in_flight_events == 5000);
+  CHECK(http.read_timeout == 2'000'000);
+
+  SECTION("a short key") {
+    j["http"]["api_keys"][0]["key"] = "short";
+    REQUIRE_THROWS_WITH(parse(j), "http.api_keys[0].key: shorter than 16 bytes");
+  }
+  SECTION("a key with a space") {
+    j["http"]["api_keys"][0]["key"] = "0123456789 abcdef";
+    REQUIRE_THROWS_WITH(parse(j), "http.api_keys[0].key: must be printable ASCII without spaces");
+  }
+  SECTION("the same key twice, named without showing it") {
+    j["http"]["api_keys"][1]["key"] = "0123456789abcdef";
+    REQUIRE_THROWS_WITH(parse(j), R"(http.api_keys[1].key: the same key as "ingest")");
+  }
+  SECTION("a duplicate name") {
+    j["http"]["api_keys"][1]["name"] = "ingest";
+    REQUIRE_THROWS_WITH(parse(j), R"(http.api_keys[1].name: duplicate key name "ingest")");
+  }
+  SECTION("a limit that is not a positive integer") {
+    j["http"]["max_body_bytes"] = 0;
+    REQUIRE_THROWS_WITH(parse(j), "http.max_body_bytes: expected a positive integer");
+    j["http"]["max_body_bytes"] = "1MB";
+    REQUIRE_THROWS_WITH(parse(j), "http.max_body_bytes: expected a positive integer");
+  }
+  SECTION("a budget smaller than one request") {
+    j["http"]["max_in_flight_events"] = 100;
+    REQUIRE_THROWS_WITH(parse(j), StartsWith("http.max_in_flight_events: smaller than "
+                                             "http.max_events_per_request"));
+  }
+  SECTION("depth below an array of objects") {
+    j["http"]["max_json_depth"] = 1;
+    REQUIRE_THROWS_WITH(parse(j), StartsWith("http.max_json_depth: must be at least 2"));
+  }
+  SECTION("unknown key") {
+    j["http"]["api_key"] = "x";
+    REQUIRE_THROWS_WITH(parse(j), "http.api_key: unknown key");
+  }
 }
