@@ -655,6 +655,8 @@ TEST_CASE("a price book version published later parses against the configuration
   other = v3;
   other["unit"] = "x";
   CHECK_THAT(refused(other), StartsWith("version.unit"));
+}
+
 TEST_CASE("the http section: API keys and request limits", "[config]") {
   auto j = seed();
   CHECK(parse(j).http.api_keys.empty());

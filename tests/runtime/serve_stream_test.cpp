@@ -3,6 +3,7 @@
 // record must equal what `meterflow serve` makes of the same events read from a file, through
 // restarts at random points and through a rebalance between two members.
 
+#include "pricing/decimal.hpp"
 #include "support/pg_test_schema.hpp"
 #include "support/process.hpp"
 #include "support/store_fingerprint.hpp"
@@ -12,10 +13,14 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <httplib.h>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sys/wait.h>
 #include <thread>
 
+namespace pricing = meterflow::pricing;
 using meterflow::test::background_meterflow;
 using meterflow::test::run_meterflow;
 using meterflow::test::shell_quote;
@@ -264,4 +269,90 @@ TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalan
       "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
   REQUIRE(drained.status == 0);
   meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
+}
+
+TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 end as the record "
+          "of serve on the same file; the API reads the live draft back",
+          "[cli][serve][kafka][http][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema from_file(*server, false), from_http(*server, false);
+  scratch_dir dir("meterflow_stream_http");
+  const std::string properties = fast_group_properties(dir.path);
+  dev_cluster cluster;
+  const std::string events = examples + "/events.ndjson";
+  serve_file(from_file.conninfo(), events);
+
+  background_meterflow serve({"serve", "--kafka", cluster.bootstrap(), "--config", config,
+                              "--store", from_http.conninfo(), "--kafka-properties", properties,
+                              "--listen", "127.0.0.1:0", "--quiet"});
+  const auto listening = serve.read_line(std::chrono::seconds(30));
+  REQUIRE(listening);
+  REQUIRE(listening->rfind("http=127.0.0.1:", 0) == 0);
+  httplib::Client api("127.0.0.1", std::stoi(listening->substr(15)));
+  api.set_bearer_token_auth("demo-key-not-a-secret"); // examples/config.json's demo key
+  api.set_read_timeout(30, 0);
+
+  // The example events as NDJSON, 1,000 lines per request, as a client would send them.
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(events);
+    for (std::string l; std::getline(in, l);)
+      lines.push_back(l);
+  }
+  std::map<std::string, long> answered;
+  for (std::size_t from = 0; from < lines.size(); from += 1000) {
+    std::string body;
+    for (std::size_t i = from; i < std::min(lines.size(), from + 1000); ++i)
+      body += lines[i] + "\n";
+    const auto r = api.Post("/v1/events", body, "application/x-ndjson");
+    REQUIRE(r);
+    INFO(r->body);
+    REQUIRE(r->status == 202);
+    const auto answer = nlohmann::json::parse(r->body);
+    for (const char* outcome : {"accepted", "duplicate", "rejected"})
+      answered[outcome] += answer[outcome].get<long>();
+  }
+  // The file's 4 invalid lines and its conflicting copy are refused at the door, its 2 exact
+  // duplicates answered as such; everything else is durable in Kafka.
+  CHECK(answered["accepted"] == 12733);
+  CHECK(answered["duplicate"] == 2);
+  CHECK(answered["rejected"] == 5);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (stored_events(from_http.conninfo()) < 12733 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(stored_events(from_http.conninfo()) == 12733);
+
+  // The live draft of a customer whose January is complete projects what the file's run billed.
+  const auto usage = api.Get("/v1/customers/c_recon/usage?period=2024-01");
+  REQUIRE(usage);
+  REQUIRE(usage->status == 200);
+  const auto draft = nlohmann::json::parse(usage->body);
+  REQUIRE(draft["projected_invoice"].is_object());
+  {
+    pqxx::connection c(from_file.conninfo());
+    pqxx::nontransaction tx(c);
+    const auto billed = tx.exec1("SELECT total::numeric::text FROM invoices WHERE invoice_id = "
+                                 "'inv_c_recon_2024-01'")[0]
+                            .as<std::string>();
+    CHECK(pricing::decimal::parse(draft["projected_invoice"]["total"].get<std::string>()).value() ==
+          pricing::decimal::parse(billed).value());
+  }
+  const auto metrics = api.Get("/metrics");
+  REQUIRE(metrics);
+  CHECK_THAT(metrics->body, Catch::Contains("meterflow_http_events_total{outcome=\"accepted\"} "
+                                            "12733"));
+  CHECK_THAT(metrics->body, Catch::Contains("meterflow_engine_events_total{outcome=\"accepted\"} "
+                                            "12733"));
+  CHECK(serve.stop(SIGTERM) == 0);
+
+  // Drained to the end, the record equals the file's, but for what was refused at the door
+  // (the file's run records it as rejected lines; the API answered it to the client).
+  const auto drained = run_meterflow(
+      "serve --drain" + stream_args(from_http.conninfo(), cluster.bootstrap(), properties));
+  REQUIRE(drained.status == 0);
+  meterflow::test::check_stores_equal(from_file.conninfo(), from_http.conninfo(), stream_specific);
 }
