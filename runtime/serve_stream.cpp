@@ -173,9 +173,6 @@ stream_options parse_stream_options(const std::vector<std::string>& args) {
   try {
     pqxx::connection connection(o.store_url);
     persistence::migrate(connection);
-    // Price versions published through the API after the configuration's: the engine rates
-    // with them from its start on.
-    o.cfg = with_published_versions(o.cfg, o.store_url);
   } catch (const std::exception& e) {
     throw usage_error(std::string("--store: ") + e.what());
   }
@@ -186,10 +183,19 @@ stream_options parse_stream_options(const std::vector<std::string>& args) {
 class stream_service {
 public:
   stream_service(caf::actor_system& sys, const stream_options& o)
-      : o_(o), driver_(sys, o.cfg,
-                       driver_options{o.partitions, read_fault_hooks(), std::nullopt, o.store_url,
-                                      true, "kafka:" + o.kafka.topic + ":"}),
+      : o_(o), cfg_(priced(o)),
+        driver_(sys, cfg_,
+                driver_options{o.partitions, read_fault_hooks(), std::nullopt, o.store_url, true,
+                               "kafka:" + o.kafka.topic + ":"}),
         watermarks_(o.cfg.max_out_of_orderness, o.cfg.idle_timeout), parser_(o.cfg) {}
+
+  // Price versions published through the API (POST /v1/price-books/{id}/versions) since the
+  // last look: the engine rates with them from now on. Between two polls, when no stage runs:
+  // the stages look their price book up in the engine's configuration at every rating.
+  void refresh_price_books() {
+    driver_.commit_stream({});
+    cfg_.price_books = priced(o_).price_books;
+  }
 
   // The source whose hooks these are, once it exists.
   void attach(kafka_source* source) { source_client_ = source; }
@@ -309,10 +315,10 @@ public:
   // the re-rate prices with the engine's books (and the versions published since), and the
   // running partitions adopt what it recorded.
   rerate_outcome rerate_now(rerate_spec spec) {
-    driver_.commit_stream({});
+    refresh_price_books();
     spec.store_url = o_.store_url;
     spec.partitions = o_.partitions;
-    rerate_outcome outcome = rerate(with_published_versions(o_.cfg, o_.store_url), spec);
+    rerate_outcome outcome = rerate(cfg_, spec);
     if (outcome.recorded)
       driver_.adopt_stored();
     return outcome;
@@ -407,7 +413,13 @@ private:
     return "kafka:" + o_.kafka.topic + ":" + std::to_string(p);
   }
 
+  // The configuration's price books followed by the versions published in the store.
+  static config::configuration priced(const stream_options& o) {
+    return with_published_versions(o.cfg, o.store_url);
+  }
+
   const stream_options& o_;
+  config::configuration cfg_; // the engine's: the configuration with the published versions
   engine_driver driver_;
   partition_watermarks watermarks_;
   event_parser parser_;
@@ -489,6 +501,7 @@ int serve_stream(const stream_options& o) {
     }
 
     bool drained = false;
+    auto books_read = clock::now();
     while (!stop_requested) {
       auto messages = source.poll(o.batch_size, std::chrono::milliseconds(200));
       const bool idle = messages.empty();
@@ -497,6 +510,10 @@ int serve_stream(const stream_options& o) {
         break;
       jobs.run_pending();
       service.report(metrics, source.cached_lag());
+      if (o.listen && clock::now() - books_read > std::chrono::seconds(2)) {
+        service.refresh_price_books();
+        books_read = clock::now();
+      }
       progress.update(service.source().received, service.watermark(), service.open_windows());
       if (o.drain && idle && service.caught_up(source)) {
         service.finish();

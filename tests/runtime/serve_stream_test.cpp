@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <httplib.h>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -93,6 +94,47 @@ long stored_events(const std::string& conninfo) {
   if (!tx.exec1("SELECT to_regclass('telemetry_events') IS NOT NULL")[0].as<bool>())
     return 0; // serve has not created the schema yet
   return tx.exec1("SELECT count(*) FROM telemetry_events")[0].as<long>();
+}
+
+// The messages whose records serve committed, over every partition of the topic.
+long committed_messages(const std::string& conninfo) {
+  pqxx::connection c(conninfo);
+  pqxx::nontransaction tx(c);
+  if (!tx.exec1("SELECT to_regclass('serve_progress') IS NOT NULL")[0].as<bool>())
+    return 0;
+  return tx
+      .exec1("SELECT coalesce(sum(position & ((1::bigint << 40) - 1)), 0) FROM (SELECT DISTINCT "
+             "ON (source) position FROM serve_progress WHERE source LIKE 'kafka:%' ORDER BY "
+             "source, progress_seq DESC) p")[0]
+      .as<long>();
+}
+
+std::vector<std::string> lines_of(const std::string& file) {
+  std::vector<std::string> lines;
+  std::ifstream in(file);
+  for (std::string l; std::getline(in, l);)
+    lines.push_back(l);
+  return lines;
+}
+
+// Posts `lines` as NDJSON, 1,000 per request as a client would, each answered 202; returns the
+// answers' counts by outcome.
+std::map<std::string, long> post_events(httplib::Client& api,
+                                        const std::vector<std::string>& lines) {
+  std::map<std::string, long> answered;
+  for (std::size_t from = 0; from < lines.size(); from += 1000) {
+    std::string body;
+    for (std::size_t i = from; i < std::min(lines.size(), from + 1000); ++i)
+      body += lines[i] + "\n";
+    const auto r = api.Post("/v1/events", body, "application/x-ndjson");
+    REQUIRE(r);
+    INFO(r->body);
+    REQUIRE(r->status == 202);
+    const auto answer = nlohmann::json::parse(r->body);
+    for (const char* outcome : {"accepted", "duplicate", "rejected"})
+      answered[outcome] += answer[outcome].get<long>();
+  }
+  return answered;
 }
 
 // What differs by construction between a file and a stream: a rejected line's position (and a
@@ -222,12 +264,7 @@ TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalan
       properties, "--quiet"};
 
   // The first member takes every partition and the first half of the events.
-  std::vector<std::string> lines;
-  {
-    std::ifstream in(events);
-    for (std::string l; std::getline(in, l);)
-      lines.push_back(l);
-  }
+  const std::vector<std::string> lines = lines_of(events);
   const fs::path first_half = dir.path / "first.ndjson", second_half = dir.path / "second.ndjson";
   {
     std::ofstream a(first_half), b(second_half);
@@ -296,35 +333,19 @@ TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 e
   api.set_bearer_token_auth("demo-key-not-a-secret"); // examples/config.json's demo key
   api.set_read_timeout(30, 0);
 
-  // The example events as NDJSON, 1,000 lines per request, as a client would send them.
-  std::vector<std::string> lines;
-  {
-    std::ifstream in(events);
-    for (std::string l; std::getline(in, l);)
-      lines.push_back(l);
-  }
-  std::map<std::string, long> answered;
-  for (std::size_t from = 0; from < lines.size(); from += 1000) {
-    std::string body;
-    for (std::size_t i = from; i < std::min(lines.size(), from + 1000); ++i)
-      body += lines[i] + "\n";
-    const auto r = api.Post("/v1/events", body, "application/x-ndjson");
-    REQUIRE(r);
-    INFO(r->body);
-    REQUIRE(r->status == 202);
-    const auto answer = nlohmann::json::parse(r->body);
-    for (const char* outcome : {"accepted", "duplicate", "rejected"})
-      answered[outcome] += answer[outcome].get<long>();
-  }
+  const std::map<std::string, long> answered = post_events(api, lines_of(events));
   // The file's 4 invalid lines and its conflicting copy are refused at the door, its 2 exact
   // duplicates answered as such; everything else is durable in Kafka.
-  CHECK(answered["accepted"] == 12733);
-  CHECK(answered["duplicate"] == 2);
-  CHECK(answered["rejected"] == 5);
+  CHECK(answered.at("accepted") == 12733);
+  CHECK(answered.at("duplicate") == 2);
+  CHECK(answered.at("rejected") == 5);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (stored_events(from_http.conninfo()) < 12733 && std::chrono::steady_clock::now() < until)
+  // Every message's records committed (each accepted event is one message).
+  while (committed_messages(from_http.conninfo()) < 12733 &&
+         std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  REQUIRE(stored_events(from_http.conninfo()) == 12733);
+  REQUIRE(committed_messages(from_http.conninfo()) == 12733);
+  CHECK(stored_events(from_http.conninfo()) == 12733);
 
   // The live draft of a customer whose January is complete projects what the file's run billed.
   const auto usage = api.Get("/v1/customers/c_recon/usage?period=2024-01");
@@ -355,4 +376,118 @@ TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 e
       "serve --drain" + stream_args(from_http.conninfo(), cluster.bootstrap(), properties));
   REQUIRE(drained.status == 0);
   meterflow::test::check_stores_equal(from_file.conninfo(), from_http.conninfo(), stream_specific);
+}
+
+TEST_CASE("serve --kafka --listen: a re-rate through the API while the service runs is adopted by "
+          "the engine, which bills later very late events on top of it",
+          "[cli][serve][kafka][http][rerate][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema live(*server, false);
+  scratch_dir dir("meterflow_stream_rerate");
+  const std::string properties = fast_group_properties(dir.path);
+  dev_cluster cluster;
+  background_meterflow serve({"serve", "--kafka", cluster.bootstrap(), "--config", config,
+                              "--store", live.conninfo(), "--kafka-properties", properties,
+                              "--listen", "127.0.0.1:0", "--quiet"});
+  const auto listening = serve.read_line(std::chrono::seconds(30));
+  REQUIRE(listening);
+  httplib::Client api("127.0.0.1", std::stoi(listening->substr(15)));
+  api.set_bearer_token_auth("demo-key-not-a-secret");
+  api.set_read_timeout(60, 0);
+  const auto post = [&](const std::string& path, const std::string& body, const char* type) {
+    const auto r = api.Post(path.c_str(), body, type);
+    REQUIRE(r);
+    INFO(path << ": " << r->body);
+    return std::make_pair(r->status, nlohmann::json::parse(r->body));
+  };
+  const auto issued = [&](const std::string& invoice) {
+    pqxx::connection c(live.conninfo());
+    pqxx::nontransaction tx(c);
+    return tx.exec_params1("SELECT count(*) FROM invoices WHERE invoice_id = $1", invoice)[0]
+               .as<int>() == 1;
+  };
+
+  const std::vector<std::string> all = lines_of(examples + "/events.ndjson");
+  post_events(api, all);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!issued("inv_c_flat_2024-01") && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(issued("inv_c_flat_2024-01"));
+
+  // A corrected price for the second half of January, published and applied by a re-rate
+  // while the engine runs.
+  const nlohmann::json corrected = {{"version", "v2-corrected"},
+                                    {"effective_from", "2024-01-15T00:00:00Z"},
+                                    {"effective_until", "2024-02-01T00:00:00Z"},
+                                    {"prices",
+                                     {{"api_calls", {{"model", "flat"}, {"unit_price", "0.09"}}},
+                                      {"gb_stored", {{"model", "flat"}, {"unit_price", "0.05"}}}}}};
+  CHECK(post("/v1/price-books/pb_flat/versions", corrected.dump(), "application/json").first ==
+        201);
+  const auto [status, rerated] = post(
+      "/v1/rerate", R"({"from":"2024-01","customers":["c_flat"],"reason":"dispute: v2 corrected"})",
+      "application/json");
+  REQUIRE(status == 201);
+  REQUIRE(rerated["correction_invoices"].size() == 1);
+
+  // Then a very late January call of the same customer and a later one that moves its
+  // watermark on: the engine re-rates on top of the adopted charges (a charge superseding one
+  // that is no longer current would be refused by the store, and serve would stop).
+  const std::vector<std::string> later = {
+      R"({"event_id":"late-after-rerate","customer_id":"c_flat","event_type":"api_call",)"
+      R"("event_time":"2024-01-20T10:00:00Z"})",
+      R"({"event_id":"feb-after-rerate","customer_id":"c_flat","event_type":"api_call",)"
+      R"("event_time":"2024-02-25T10:00:00Z"})"};
+  CHECK(post_events(api, later).at("accepted") == 2);
+  while (stored_events(live.conninfo()) < 12735 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(stored_events(live.conninfo()) == 12735);
+  CHECK(serve.stop(SIGTERM) == 0);
+  const auto drained = run_meterflow("serve --drain" +
+                                     stream_args(live.conninfo(), cluster.bootstrap(), properties) +
+                                     " --report " + shell_quote((dir.path / "report").string()));
+  INFO(drained.out);
+  REQUIRE(drained.status == 0);
+  CHECK_THAT(drained.out, Catch::Contains("reconciliation: ok"));
+
+  // SEMANTICS §7: what the store billed c_flat for January, invoice and corrections together,
+  // is what a fresh run with the corrected prices and every event bills.
+  nlohmann::json corrected_config;
+  std::ifstream(config) >> corrected_config;
+  for (auto& book : corrected_config["price_books"])
+    if (book["id"] == "pb_flat")
+      book["versions"].push_back(corrected);
+  std::ofstream(dir.path / "corrected.json") << corrected_config.dump();
+  {
+    std::ofstream out(dir.path / "events.ndjson");
+    for (const auto& l : all)
+      out << l << '\n';
+    for (const auto& l : later)
+      out << l << '\n';
+  }
+  REQUIRE(run_meterflow("run --quiet --config " +
+                        shell_quote((dir.path / "corrected.json").string()) + " --events " +
+                        shell_quote((dir.path / "events.ndjson").string()) + " --out " +
+                        shell_quote((dir.path / "fresh").string()) + " > /dev/null")
+              .status == 0);
+  pricing::decimal fresh;
+  for (const auto& e : fs::directory_iterator(dir.path / "fresh" / "invoices")) {
+    nlohmann::json invoice;
+    std::ifstream(e.path()) >> invoice;
+    if (invoice["customer_id"] == "c_flat" && invoice["period"]["start"] == "2024-01-01T00:00:00Z")
+      fresh += pricing::decimal::parse(invoice["total"].get<std::string>()).value();
+  }
+  pqxx::connection c(live.conninfo());
+  pqxx::nontransaction tx(c);
+  const auto billed = tx.exec1("SELECT sum(total)::text FROM invoices WHERE customer_id = 'c_flat' "
+                               "AND period_start = '2024-01-01T00:00:00Z'")[0]
+                          .as<std::string>();
+  CHECK(pricing::decimal::parse(billed).value() == fresh);
+  CHECK(tx.exec1("SELECT count(*) FROM invoices WHERE customer_id = 'c_flat' AND type = "
+                 "'correction' AND period_start = '2024-01-01T00:00:00Z'")[0]
+            .as<int>() >= 3); // the first very late event's, the API's and the later one's
 }
