@@ -171,8 +171,11 @@ std::unique_ptr<pg_service_lock> pg_service_lock::try_acquire(const std::string&
   c->c = connect(conninfo);
   try {
     pqxx::nontransaction tx(*c->c);
-    if (!tx.exec1(shared ? "SELECT pg_try_advisory_lock_shared(hashtext('meterflow:service'))"
-                         : "SELECT pg_try_advisory_lock(hashtext('meterflow:service'))")[0]
+    // Advisory locks are per database; the store is the schema its tables are in.
+    if (!tx.exec1(shared ? "SELECT pg_try_advisory_lock_shared(hashtext('meterflow:service:' || "
+                           "current_schema()))"
+                         : "SELECT pg_try_advisory_lock(hashtext('meterflow:service:' || "
+                           "current_schema()))")[0]
              .as<bool>())
       return nullptr;
   } catch (const pqxx::failure& e) {
