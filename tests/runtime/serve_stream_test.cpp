@@ -17,9 +17,11 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sys/wait.h>
 #include <thread>
+#include <tuple>
 
 namespace pricing = meterflow::pricing;
 using meterflow::test::background_meterflow;
@@ -137,6 +139,22 @@ std::map<std::string, long> post_events(httplib::Client& api,
   return answered;
 }
 
+// What every test here starts with: the PostgreSQL server (none: skipped), a scratch
+// directory, consumer-group properties and the mock cluster.
+struct stream_fixture {
+  std::optional<std::string> server = meterflow::test::pg_server();
+  scratch_dir dir;
+  std::string properties;
+  std::optional<dev_cluster> cluster;
+  explicit stream_fixture(const std::string& name)
+      : dir(name), properties(fast_group_properties(dir.path)) {
+    if (server)
+      cluster.emplace();
+    else
+      WARN("METERFLOW_TEST_PG is not set: skipped");
+  }
+};
+
 // What differs by construction between a file and a stream: a rejected line's position (and a
 // re-rate run's id, made from the position that triggered it) is a line number in one and a
 // partition and offset in the other, and the provisional aggregates follow each Kafka
@@ -149,15 +167,11 @@ const std::set<std::string> stream_specific = {"rejected_events", "rerate_runs",
 TEST_CASE("serve --kafka --drain: the record of a batch of events equals serve on the same file, "
           "reconciled; started again it changes nothing",
           "[cli][serve][kafka][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  stream_fixture f("meterflow_stream_drain");
+  if (!f.server)
     return;
-  }
-  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
-  scratch_dir dir("meterflow_stream_drain");
-  const std::string properties = fast_group_properties(dir.path);
-  dev_cluster cluster;
+  meterflow::test::pg_test_schema from_file(*f.server, false), from_kafka(*f.server, false);
+  const auto& [dir, properties, cluster] = std::tie(f.dir, f.properties, *f.cluster);
   const std::string events = examples + "/events.ndjson";
   cluster.produce(events);
   serve_file(from_file.conninfo(), events);
@@ -199,15 +213,11 @@ TEST_CASE("serve --kafka --drain: the record of a batch of events equals serve o
 TEST_CASE("serve --kafka: killed at random points and started again, nothing is lost or counted "
           "twice",
           "[cli][serve][kafka][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  stream_fixture f("meterflow_stream_kill");
+  if (!f.server)
     return;
-  }
-  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
-  scratch_dir dir("meterflow_stream_kill");
-  const std::string properties = fast_group_properties(dir.path);
-  dev_cluster cluster;
+  meterflow::test::pg_test_schema from_file(*f.server, false), from_kafka(*f.server, false);
+  const auto& [properties, cluster] = std::tie(f.properties, *f.cluster);
   const std::string events = examples + "/events.ndjson";
   cluster.produce(events);
   serve_file(from_file.conninfo(), events);
@@ -247,17 +257,13 @@ TEST_CASE("serve --kafka: killed at random points and started again, nothing is 
 TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalance hands them "
           "over through the store",
           "[cli][serve][kafka][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  stream_fixture f("meterflow_stream_group");
+  if (!f.server)
     return;
-  }
-  meterflow::test::pg_test_schema from_file(*server, false), from_kafka(*server, false);
-  scratch_dir dir("meterflow_stream_group");
-  dev_cluster cluster;
+  meterflow::test::pg_test_schema from_file(*f.server, false), from_kafka(*f.server, false);
+  const auto& [dir, properties, cluster] = std::tie(f.dir, f.properties, *f.cluster);
   const std::string events = examples + "/events.ndjson";
   serve_file(from_file.conninfo(), events);
-  const std::string properties = fast_group_properties(dir.path);
   const std::vector<std::string> member = {
       "serve",    "--kafka", cluster.bootstrap(),   "--config",
       config,     "--store", from_kafka.conninfo(), "--kafka-properties",
@@ -311,15 +317,11 @@ TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalan
 TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 end as the record "
           "of serve on the same file; the API reads the live draft back",
           "[cli][serve][kafka][http][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  stream_fixture f("meterflow_stream_http");
+  if (!f.server)
     return;
-  }
-  meterflow::test::pg_test_schema from_file(*server, false), from_http(*server, false);
-  scratch_dir dir("meterflow_stream_http");
-  const std::string properties = fast_group_properties(dir.path);
-  dev_cluster cluster;
+  meterflow::test::pg_test_schema from_file(*f.server, false), from_http(*f.server, false);
+  const auto& [properties, cluster] = std::tie(f.properties, *f.cluster);
   const std::string events = examples + "/events.ndjson";
   serve_file(from_file.conninfo(), events);
 
@@ -381,15 +383,11 @@ TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 e
 TEST_CASE("serve --kafka --listen: a re-rate through the API while the service runs is adopted by "
           "the engine, which bills later very late events on top of it",
           "[cli][serve][kafka][http][rerate][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  stream_fixture f("meterflow_stream_rerate");
+  if (!f.server)
     return;
-  }
-  meterflow::test::pg_test_schema live(*server, false);
-  scratch_dir dir("meterflow_stream_rerate");
-  const std::string properties = fast_group_properties(dir.path);
-  dev_cluster cluster;
+  meterflow::test::pg_test_schema live(*f.server, false);
+  const auto& [dir, properties, cluster] = std::tie(f.dir, f.properties, *f.cluster);
   background_meterflow serve({"serve", "--kafka", cluster.bootstrap(), "--config", config,
                               "--store", live.conninfo(), "--kafka-properties", properties,
                               "--listen", "127.0.0.1:0", "--quiet"});
