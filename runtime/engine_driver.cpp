@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace meterflow::runtime {
@@ -43,6 +44,10 @@ fault_hooks read_fault_hooks() {
     const auto rest = spec.substr(12);
     const auto colon = rest.find(':');
     const std::string stage = rest.substr(0, colon);
+    if (stage != "window" && stage != "rating" && stage != "invoice")
+      throw usage_error("METERFLOW_TEST_FAULT: crash_stage takes window, rating or "
+                        "invoice, not \"" +
+                        stage + "\"");
     const actors::stage_kind kind = stage == "window"   ? actors::stage_kind::window
                                     : stage == "rating" ? actors::stage_kind::rating
                                                         : actors::stage_kind::invoice;
