@@ -489,3 +489,56 @@ TEST_CASE("serve --kafka --listen: a re-rate through the API while the service r
                  "'correction' AND period_start = '2024-01-01T00:00:00Z'")[0]
             .as<int>() >= 3); // the first very late event's, the API's and the later one's
 }
+
+TEST_CASE("serve --kafka: idle partitions' watermark advances are stored, and a restart replays "
+          "them",
+          "[cli][serve][kafka][postgresql]") {
+  stream_fixture f("meterflow_stream_idle");
+  if (!f.server)
+    return;
+  meterflow::test::pg_test_schema from_file(*f.server, false), from_kafka(*f.server, false);
+  const auto& [dir, properties, cluster] = std::tie(f.dir, f.properties, *f.cluster);
+  const std::string events = examples + "/events.ndjson";
+  serve_file(from_file.conninfo(), events);
+  // Partitions go idle after a second without messages: once a partition has delivered its
+  // events, it is moved up to the ones still reading (or, all idle, to where they stopped).
+  nlohmann::json idle_config;
+  std::ifstream(config) >> idle_config;
+  idle_config["watermark"]["idle_timeout"] = "1s";
+  const std::string idle_config_file = (dir.path / "idle.json").string();
+  std::ofstream(idle_config_file) << idle_config.dump();
+  cluster.produce(events);
+
+  const auto advances = [&] {
+    pqxx::connection c(from_kafka.conninfo());
+    pqxx::nontransaction tx(c);
+    if (!tx.exec1("SELECT to_regclass('watermark_advances') IS NOT NULL")[0].as<bool>())
+      return 0L;
+    // Of partitions that had events before they went idle.
+    return tx.exec1("SELECT count(*) FROM watermark_advances WHERE position > 0")[0].as<long>();
+  };
+  {
+    background_meterflow serve({"serve", "--kafka", cluster.bootstrap(), "--config",
+                                idle_config_file, "--store", from_kafka.conninfo(),
+                                "--kafka-properties", properties, "--quiet"});
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while ((committed_messages(from_kafka.conninfo()) < 12740 || advances() == 0) &&
+           std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    serve.stop(SIGKILL);
+  }
+  REQUIRE(committed_messages(from_kafka.conninfo()) == 12740);
+  REQUIRE(advances() > 0);
+
+  // Started again, each partition replays its events and its stored advances; drained, the
+  // record is the file's.
+  const auto drained = run_meterflow(
+      "serve --drain --quiet --config " + shell_quote(idle_config_file) + " --store " +
+      shell_quote(from_kafka.conninfo()) + " --kafka " + shell_quote(cluster.bootstrap()) +
+      " --kafka-properties " + shell_quote(properties) + " --report " +
+      shell_quote((dir.path / "report").string()));
+  INFO(drained.out);
+  REQUIRE(drained.status == 0);
+  CHECK_THAT(drained.out, Catch::Contains("reconciliation: ok"));
+  meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
+}
