@@ -4,7 +4,9 @@
 #include "pricing/result.hpp"
 #include "runtime/commands.hpp"
 
+#include <atomic>
 #include <charconv>
+#include <csignal>
 #include <iostream>
 
 namespace meterflow::runtime {
@@ -163,6 +165,22 @@ int main_entry(int argc, char** argv) {
     std::cerr << "meterflow " << name << ": " << e.what() << "\n";
     return e.code == pricing::errc::overflow ? exit_overflow : exit_usage;
   }
+}
+
+namespace {
+std::atomic<bool> stop_flag{false};
+extern "C" void on_stop_signal(int) {
+  stop_flag = true;
+}
+} // namespace
+
+void handle_stop_signals() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+}
+
+bool stop_requested() {
+  return stop_flag;
 }
 
 } // namespace meterflow::runtime

@@ -16,10 +16,16 @@ namespace meterflow::runtime {
 // Process exit statuses (documented in docs/cli.md).
 enum exit_status : int {
   exit_ok = 0,
-  exit_check_failed = 1, // reconciliation failed, or a quote found no price
-  exit_usage = 2,        // bad arguments or configuration
-  exit_overflow = 3,     // a total reached 10^26
+  exit_check_failed = 1,   // reconciliation failed, or a quote found no price
+  exit_usage = 2,          // bad arguments or configuration
+  exit_overflow = 3,       // a total reached 10^26
+  exit_engine_failure = 4, // a partition crashed beyond its restart budget, Kafka failed
 };
+
+// A service that runs until told to stop: from the call on, SIGTERM and SIGINT set the flag
+// stop_requested() reads (the service then commits what it has and exits 0).
+void handle_stop_signals();
+bool stop_requested();
 
 class usage_error : public std::runtime_error {
 public:

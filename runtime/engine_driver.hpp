@@ -62,6 +62,10 @@ private:
 constexpr std::uint64_t stream_position(std::int32_t partition, std::int64_t offset) {
   return (static_cast<std::uint64_t>(partition) << 40) + static_cast<std::uint64_t>(offset) + 1;
 }
+// The partition of the message at `position`.
+constexpr std::int32_t partition_of_position(std::uint64_t position) {
+  return static_cast<std::int32_t>(position >> 40);
+}
 // The offset of the message after the one at `position`.
 constexpr std::int64_t next_offset_after(std::uint64_t position) {
   return static_cast<std::int64_t>(position & ((std::uint64_t{1} << 40) - 1));
@@ -142,6 +146,10 @@ public:
   run_sink& sink() { return sink_; }
   std::size_t open_windows() const;
   actors::partition_counters counters() const;
+  // A stream partition's progress source in the store ("kafka:telemetry-events:3").
+  std::string source_of(std::uint32_t p) const {
+    return *options_.stream_source + std::to_string(p);
+  }
   const std::string& fatal() const { return fatal_; }
 
 private:
@@ -169,9 +177,6 @@ private:
     return stream() ? slots_[p].history : history_;
   }
   bool stream() const { return options_.stream_source.has_value(); }
-  std::string source_of(std::uint32_t p) const {
-    return *options_.stream_source + std::to_string(p);
-  }
 
   caf::actor_system& sys_;
   caf::scoped_actor self_;

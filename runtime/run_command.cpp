@@ -13,12 +13,10 @@
 #include "runtime/line_reader.hpp"
 #include "runtime/reconciliation.hpp"
 
-#include <atomic>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -127,8 +125,6 @@ namespace {
 
 using namespace meterflow::actors;
 
-constexpr int exit_engine_failure = 4;
-
 void print_summary(const run_sink& sink, const reconciliation_report& report,
                    const std::string& out_dir) {
   const auto& counts = report.json["counts"];
@@ -182,11 +178,6 @@ struct pipeline_options {
   bool follow = false; // serve: wait for more lines at the end of the file, until SIGTERM
 };
 
-std::atomic<bool> stop_requested{false};
-extern "C" void request_stop(int) {
-  stop_requested = true;
-}
-
 pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bool serve) {
   std::set<std::string> options = {"config",     "events",     "threads",
                                    "partitions", "batch-size", "store"};
@@ -209,8 +200,7 @@ pipeline_options parse_pipeline_options(const std::vector<std::string>& args, bo
   o.quiet = cl.flag("quiet");
   o.follow = cl.flag("follow");
   if (o.follow) { // from here on a SIGTERM commits what was read and stops cleanly
-    std::signal(SIGTERM, request_stop);
-    std::signal(SIGINT, request_stop);
+    handle_stop_signals();
   }
   o.store_url = serve ? std::optional<std::string>(cl.required("store")) : cl.optional("store");
   if (o.store_url) {
@@ -268,7 +258,7 @@ int run_pipeline(const pipeline_options& o) {
     std::uint64_t line_no = 0;
     try {
       for (;;) {
-        while (!stop_requested && reader.next(line, line_no)) {
+        while (!stop_requested() && reader.next(line, line_no)) {
           if (line_no <= resume_after)
             continue; // committed before a restart
           if (line.find_first_not_of(" \t") == std::string_view::npos)
@@ -292,7 +282,7 @@ int run_pipeline(const pipeline_options& o) {
               break;
           }
         }
-        if (!o.follow || stop_requested || !d.fatal().empty())
+        if (!o.follow || stop_requested() || !d.fatal().empty())
           break;
         // Following: what arrived is processed and committed while waiting for more.
         if (!batch.empty()) {

@@ -19,9 +19,7 @@
 #include "runtime/rerate.hpp"
 #include "runtime/service_metrics.hpp"
 
-#include <atomic>
 #include <caf/actor_system_config.hpp>
-#include <csignal>
 #include <deque>
 #include <future>
 #include <iostream>
@@ -37,13 +35,7 @@ namespace {
 using namespace meterflow::actors;
 using clock = std::chrono::steady_clock;
 
-constexpr int exit_engine_failure = 4;
 constexpr auto kafka_timeout = std::chrono::seconds(10);
-
-std::atomic<bool> stop_requested{false};
-extern "C" void request_stream_stop(int) {
-  stop_requested = true;
-}
 
 struct stream_options {
   config::configuration cfg;
@@ -193,7 +185,7 @@ public:
   // last look: the engine rates with them from now on. Between two polls, when no stage runs:
   // the stages look their price book up in the engine's configuration at every rating.
   void refresh_price_books() {
-    driver_.commit_stream({});
+    driver_.collect(); // nothing in flight (process() commits what it applies)
     cfg_.price_books = priced(o_).price_books;
   }
 
@@ -253,7 +245,7 @@ public:
       if (outcomes[i] != persistence::append_outcome::accepted &&
           outcomes[i] != persistence::append_outcome::replayed)
         continue;
-      const auto p = static_cast<std::int32_t>(order[i].first >> 40);
+      const std::int32_t p = partition_of_position(order[i].first);
       const timestamp before = watermarks_.of(p);
       const timestamp after = watermarks_.observe(p, order[i].second, now);
       if (after > before)
@@ -273,7 +265,7 @@ public:
       const auto up = static_cast<std::uint32_t>(p);
       const std::uint64_t at = upto.count(up) ? upto[up] : position_[p];
       steps[up].steps.push_back({at, now_at});
-      advances.push_back({source_of(p), at, now_at});
+      advances.push_back({driver_.source_of(up), at, now_at});
     }
     for (const auto& [p, position] : upto)
       position_[static_cast<std::int32_t>(p)] = position;
@@ -409,10 +401,6 @@ private:
     driver_.sink().add_rejected({position, std::move(reason), std::move(detail), raw});
   }
 
-  std::string source_of(std::int32_t p) const {
-    return "kafka:" + o_.kafka.topic + ":" + std::to_string(p);
-  }
-
   // The configuration's price books followed by the versions published in the store.
   static config::configuration priced(const stream_options& o) {
     return with_published_versions(o.cfg, o.store_url);
@@ -433,8 +421,7 @@ private:
 };
 
 int serve_stream(const stream_options& o) {
-  std::signal(SIGTERM, request_stream_stop);
-  std::signal(SIGINT, request_stream_stop);
+  handle_stop_signals();
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.max-threads", o.threads);
   sys_cfg.set("logger.verbosity", caf::atom("quiet"));
@@ -502,7 +489,7 @@ int serve_stream(const stream_options& o) {
 
     bool drained = false;
     auto books_read = clock::now();
-    while (!stop_requested) {
+    while (!stop_requested()) {
       auto messages = source.poll(o.batch_size, std::chrono::milliseconds(200));
       const bool idle = messages.empty();
       service.process(std::move(messages));

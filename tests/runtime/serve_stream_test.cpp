@@ -77,12 +77,6 @@ std::string fast_group_properties(const fs::path& dir) {
   return file.string();
 }
 
-std::string stream_args(const std::string& store, const std::string& bootstrap,
-                        const std::string& properties) {
-  return " --config " + shell_quote(config) + " --store " + shell_quote(store) + " --kafka " +
-         shell_quote(bootstrap) + " --kafka-properties " + shell_quote(properties) + " --quiet";
-}
-
 // The record of the same events read from a file: what every stream run must end with.
 void serve_file(const std::string& store, const std::string& events) {
   REQUIRE(run_meterflow("serve --quiet --config " + shell_quote(config) + " --events " +
@@ -153,6 +147,15 @@ struct stream_fixture {
     else
       WARN("METERFLOW_TEST_PG is not set: skipped");
   }
+
+  // `serve --drain` of `store` from the cluster, with `more` options.
+  meterflow::test::process_result drain(const std::string& store, const std::string& more = "",
+                                        const std::string& config_file = config) const {
+    return run_meterflow("serve --drain --quiet --config " + shell_quote(config_file) +
+                         " --store " + shell_quote(store) + " --kafka " +
+                         shell_quote(cluster->bootstrap()) + " --kafka-properties " +
+                         shell_quote(properties) + more);
+  }
 };
 
 // What differs by construction between a file and a stream: a rejected line's position (and a
@@ -176,9 +179,8 @@ TEST_CASE("serve --kafka --drain: the record of a batch of events equals serve o
   cluster.produce(events);
   serve_file(from_file.conninfo(), events);
 
-  const auto drained = run_meterflow(
-      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties) +
-      " --report " + shell_quote((dir.path / "report").string()));
+  const auto drained =
+      f.drain(from_kafka.conninfo(), " --report " + shell_quote((dir.path / "report").string()));
   INFO(drained.out);
   REQUIRE(drained.status == 0);
   CHECK_THAT(drained.out, Catch::Contains("drained telemetry-events: 12740 messages read"));
@@ -203,8 +205,7 @@ TEST_CASE("serve --kafka --drain: the record of a batch of events equals serve o
   }
 
   const auto before = meterflow::test::store_fingerprint(from_kafka.conninfo());
-  const auto again = run_meterflow(
-      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  const auto again = f.drain(from_kafka.conninfo());
   CHECK(again.status == 0);
   CHECK_THAT(again.out, Catch::Contains("0 messages read"));
   CHECK(meterflow::test::store_fingerprint(from_kafka.conninfo()) == before);
@@ -244,8 +245,7 @@ TEST_CASE("serve --kafka: killed at random points and started again, nothing is 
     CHECK(stored < total); // killed before the end
     last = stored;
   }
-  const auto drained = run_meterflow(
-      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  const auto drained = f.drain(from_kafka.conninfo());
   REQUIRE(drained.status == 0);
   CHECK(stored_events(from_kafka.conninfo()) == total);
   meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
@@ -308,8 +308,7 @@ TEST_CASE("serve --kafka: two members of a group share the partitions; a rebalan
   CHECK(held(second) == 2);
 
   // Drained to the end by one member, the record equals the file's.
-  const auto drained = run_meterflow(
-      "serve --drain" + stream_args(from_kafka.conninfo(), cluster.bootstrap(), properties));
+  const auto drained = f.drain(from_kafka.conninfo());
   REQUIRE(drained.status == 0);
   meterflow::test::check_stores_equal(from_file.conninfo(), from_kafka.conninfo(), stream_specific);
 }
@@ -374,8 +373,7 @@ TEST_CASE("serve --kafka --listen: events posted over HTTP in batches of 1,000 e
 
   // Drained to the end, the record equals the file's, but for what was refused at the door
   // (the file's run records it as rejected lines; the API answered it to the client).
-  const auto drained = run_meterflow(
-      "serve --drain" + stream_args(from_http.conninfo(), cluster.bootstrap(), properties));
+  const auto drained = f.drain(from_http.conninfo());
   REQUIRE(drained.status == 0);
   meterflow::test::check_stores_equal(from_file.conninfo(), from_http.conninfo(), stream_specific);
 }
@@ -445,9 +443,8 @@ TEST_CASE("serve --kafka --listen: a re-rate through the API while the service r
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   REQUIRE(stored_events(live.conninfo()) == 12735);
   CHECK(serve.stop(SIGTERM) == 0);
-  const auto drained = run_meterflow("serve --drain" +
-                                     stream_args(live.conninfo(), cluster.bootstrap(), properties) +
-                                     " --report " + shell_quote((dir.path / "report").string()));
+  const auto drained =
+      f.drain(live.conninfo(), " --report " + shell_quote((dir.path / "report").string()));
   INFO(drained.out);
   REQUIRE(drained.status == 0);
   CHECK_THAT(drained.out, Catch::Contains("reconciliation: ok"));
@@ -532,11 +529,9 @@ TEST_CASE("serve --kafka: idle partitions' watermark advances are stored, and a 
 
   // Started again, each partition replays its events and its stored advances; drained, the
   // record is the file's.
-  const auto drained = run_meterflow(
-      "serve --drain --quiet --config " + shell_quote(idle_config_file) + " --store " +
-      shell_quote(from_kafka.conninfo()) + " --kafka " + shell_quote(cluster.bootstrap()) +
-      " --kafka-properties " + shell_quote(properties) + " --report " +
-      shell_quote((dir.path / "report").string()));
+  const auto drained =
+      f.drain(from_kafka.conninfo(), " --report " + shell_quote((dir.path / "report").string()),
+              idle_config_file);
   INFO(drained.out);
   REQUIRE(drained.status == 0);
   CHECK_THAT(drained.out, Catch::Contains("reconciliation: ok"));
