@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libcaf-dev librdkafka-dev libpqxx-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   catch2 libsimdjson-dev libxxhash-dev libssl-dev libhpdf-dev poppler-utils libcpp-httplib-dev curl
+  libjemalloc-dev
   postgresql-common postgresql-15
   time linux-perf jq
 )
