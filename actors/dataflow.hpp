@@ -10,6 +10,7 @@
 
 #include "actors/window_state.hpp"
 #include "config/config.hpp"
+#include "persistence/ids.hpp"
 #include "persistence/records.hpp"
 #include "persistence/store.hpp"
 
@@ -184,14 +185,14 @@ struct window_final {
 
 // The current charge of a window (or of a period, for period-level meters).
 struct current_charge {
-  std::string charge_id;
+  persistence::packed_id charge_id;
   decimal quantity;
   decimal amount;
   pricing::rounding_mode rounding = pricing::rounding_mode::half_even;
 };
 
 inline current_charge current_charge_of(const persistence::charge_record& c) {
-  return {c.charge_id, c.quantity, c.amount(), c.calculation.rounding};
+  return {persistence::packed_id(c.charge_id), c.quantity, c.amount(), c.calculation.rounding};
 }
 
 // What the invoice accumulator of a customer x period needs of a rating scope: for one final

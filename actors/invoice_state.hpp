@@ -54,7 +54,10 @@ private:
   struct billed_line {
     decimal quantity;
     decimal amount;
-    std::set<std::string> charge_ids; // the charges behind what was billed
+    // The charges behind what was billed, sorted (packed: a period can bill thousands).
+    std::vector<persistence::packed_id> charge_ids;
+    void add_charge_ids(const std::vector<std::string>& ids);
+    bool billed(const std::string& id) const;
   };
 
   totals compute() const;

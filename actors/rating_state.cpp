@@ -72,7 +72,7 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
   c.quantity = quantity;
   c.trigger = trigger;
   if (current)
-    c.supersedes_charge_id = current->charge_id;
+    c.supersedes_charge_id = current->charge_id.str();
   c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric, format_rfc3339(start),
                                          c.supersedes_charge_id.value_or("")});
   c.calculation = std::move(*r.charge);
@@ -84,12 +84,13 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
 
 void rating_state::add_final(std::uint64_t step, window_final&& w) {
   emit_.step = step;
+  // Final windows come in window order: the end is the right hint (O(1), no walk down the tree).
   final_window& fw =
       windows_
           .insert_or_assign(
-              w.start,
+              windows_.end(), w.start,
               final_window{std::move(w.aggregate), std::move(w.aggregation_id), w.revision, {}, {}})
-          .first->second;
+          ->second;
   if (!config::is_additive(meter_.kind))
     return;
   const decimal q = fw.aggregate.quantity();

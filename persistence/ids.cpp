@@ -24,4 +24,38 @@ std::string content_id(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
+packed_id::packed_id(std::string_view id) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    return -1;
+  };
+  if (id.size() == 64) {
+    std::array<std::uint64_t, 4> words{};
+    bool hex = true;
+    for (std::size_t i = 0; i < 64 && hex; ++i) {
+      const int v = nibble(id[i]);
+      hex = v >= 0;
+      words[i / 16] = (words[i / 16] << 4) | static_cast<std::uint64_t>(v & 0xF);
+    }
+    if (hex) {
+      words_ = words;
+      return;
+    }
+  }
+  text_ = std::make_shared<const std::string>(id);
+}
+
+std::string packed_id::str() const {
+  if (text_)
+    return *text_;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (std::size_t i = 0; i < 64; ++i)
+    out[i] = hex[(words_[i / 16] >> (60 - 4 * (i % 16))) & 0xF];
+  return out;
+}
+
 } // namespace meterflow::persistence

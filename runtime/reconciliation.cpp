@@ -58,7 +58,7 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
   decimal additive_quantity;
   for (const auto& [key, a] : t.current_aggregates) {
     event_count += a.event_count;
-    if (additive(std::get<1>(key)))
+    if (additive(t.scopes[key.scope].metric))
       additive_quantity += a.value;
   }
   checks.add("metered event feeds = sum of event_count over current final aggregates",
@@ -70,14 +70,16 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
   std::map<scope_key, decimal> charged_amount;
   std::map<std::string, std::string> currency_of; // customer -> currency
   for (const auto& [id, c] : t.current_charges) {
-    if (additive(c.metric))
+    const chain_totals::scope& s = t.scopes[c.scope];
+    if (additive(s.metric))
       charged_quantity += c.quantity;
-    charged_amount[{c.customer_id, c.period, c.metric}] += c.amount;
-    currency_of[c.customer_id] = c.currency;
+    charged_amount[{s.customer_id, pricing::period_id(pricing::period_of(c.period_start)),
+                    s.metric}] += c.amount;
+    currency_of[s.customer_id] = s.currency;
   }
   decimal unpriced_quantity;
   for (const auto& [key, q] : t.unpriced)
-    if (additive(std::get<1>(key)))
+    if (additive(t.scopes[key.scope].metric))
       unpriced_quantity += q;
   checks.add("sum of current aggregate quantities = sum of current charge quantities + unpriced",
              additive_quantity.to_string(), (charged_quantity + unpriced_quantity).to_string());

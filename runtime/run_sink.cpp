@@ -68,16 +68,30 @@ void run_sink::set_counters(const source_counters& source,
   partitions_ = partitions;
 }
 
+std::uint32_t chain_totals::scope_of(const std::string& customer_id, const std::string& metric,
+                                     const std::string& currency) {
+  std::string key = customer_id;
+  key += '\x1f';
+  key += metric;
+  key += '\x1f';
+  key += currency;
+  auto [it, added] = scope_index_.try_emplace(std::move(key), scopes.size());
+  if (added)
+    scopes.push_back({customer_id, metric, currency});
+  return it->second;
+}
+
 void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) {
   const auto& c = k.record;
   ++totals_.charges;
-  if (!totals_.seen_charge_ids.insert(c.charge_id).second)
+  const persistence::packed_id id(c.charge_id);
+  if (!totals_.seen_charge_ids.insert(id).second)
     ++totals_.duplicate_charge_ids;
-  if (c.supersedes_charge_id && totals_.current_charges.erase(*c.supersedes_charge_id) == 0)
+  if (c.supersedes_charge_id &&
+      totals_.current_charges.erase(persistence::packed_id(*c.supersedes_charge_id)) == 0)
     totals_.broken_links += " " + c.charge_id;
-  totals_.current_charges[c.charge_id] = {
-      c.customer_id,          c.metric,   pricing::period_id(pricing::period_of(c.window_start)),
-      c.calculation.currency, c.quantity, c.amount()};
+  totals_.current_charges[id] = {totals_.scope_of(c.customer_id, c.metric, c.calculation.currency),
+                                 pricing::period_of(c.window_start).start, c.quantity, c.amount()};
   if (dir_) {
     persistence::append_line(buffer_, c);
     if (buffer_.size() > (1 << 20))
@@ -107,8 +121,8 @@ void run_sink::flush(std::uint64_t upto_line) {
     const auto& a = k.record;
     ++totals_.aggregate_revisions;
     if (a.is_final)
-      totals_.current_aggregates[{a.customer_id, a.metric, a.window_start}] = {a.event_count,
-                                                                               a.value};
+      totals_.current_aggregates[{totals_.scope_of(a.customer_id, a.metric), a.window_start}] = {
+          a.event_count, a.value};
     if (store_)
       to_store_.aggregates.push_back(a);
     if (dir_) {
@@ -129,7 +143,7 @@ void run_sink::flush(std::uint64_t upto_line) {
 
   for (auto& k : pending_.unpriced) {
     const auto& u = k.record;
-    totals_.unpriced[{u.customer_id, u.metric, u.window_start}] = u.quantity;
+    totals_.unpriced[{totals_.scope_of(u.customer_id, u.metric), u.window_start}] = u.quantity;
     totals_.unpriced_listings.push_back(u);
     if (store_)
       to_store_.unpriced.push_back(u);
@@ -153,7 +167,12 @@ void run_sink::flush(std::uint64_t upto_line) {
     }
     if (store_)
       to_store_.invoices.push_back(k.record);
-    invoices_.push_back(std::move(k)); // invoices are few and the summary lists them
+    // Invoices are few and the summary and reconciliation read them, but their lines list every
+    // charge id of the period: unless every record is retained, the ids go once written.
+    if (!retain_)
+      for (auto& line : k.record.line_items)
+        std::vector<std::string>().swap(line.charge_ids);
+    invoices_.push_back(std::move(k));
   }
   // Re-rate runs belong to the system of record; the output files show their documents.
   if (store_)

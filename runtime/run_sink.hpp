@@ -32,14 +32,27 @@ struct source_counters {
 std::string invoice_file_name(const std::string& invoice_id);
 
 // What reconciliation needs of the records, accumulated as they stream by. Hash maps: one
-// entry per window and per current charge, looked up once per record.
+// entry per window and per current charge, looked up once per record. An entry holds an
+// interned customer x metric scope and packed ids, not strings: a run keeps one entry per
+// window and per charge until its end, so their size is the run's memory per event.
 struct chain_totals {
-  using window_key = std::tuple<std::string, std::string, pricing::timestamp>;
+  struct scope {
+    std::string customer_id, metric, currency;
+  };
+  std::vector<scope> scopes; // customer x metric x currency, interned
+  // The index of a scope in `scopes`, adding it the first time.
+  std::uint32_t scope_of(const std::string& customer_id, const std::string& metric,
+                         const std::string& currency = "");
+
+  struct window_key {
+    std::uint32_t scope = 0; // of customer x metric (no currency)
+    pricing::timestamp start = 0;
+    friend bool operator==(const window_key&, const window_key&) = default;
+    friend auto operator<=>(const window_key&, const window_key&) = default;
+  };
   struct window_key_hash {
     std::size_t operator()(const window_key& k) const {
-      const std::size_t a = std::hash<std::string>()(std::get<0>(k));
-      const std::size_t b = std::hash<std::string>()(std::get<1>(k));
-      return a ^ (b * 0x9E3779B97F4A7C15ull) ^ (static_cast<std::size_t>(std::get<2>(k)) * 31);
+      return (static_cast<std::size_t>(k.start) * 0x9E3779B97F4A7C15ull) ^ k.scope;
     }
   };
   struct aggregate_summary {
@@ -47,17 +60,22 @@ struct chain_totals {
     pricing::decimal value;
   };
   struct charge_summary {
-    std::string customer_id, metric, period, currency;
+    std::uint32_t scope = 0; // customer x metric x currency
+    pricing::timestamp period_start = 0;
     pricing::decimal quantity, amount;
   };
   std::unordered_map<window_key, aggregate_summary, window_key_hash>
-      current_aggregates;                                          // last final revision
-  std::unordered_map<std::string, charge_summary> current_charges; // by charge id
-  std::unordered_set<std::string> seen_charge_ids;
+      current_aggregates; // last final revision
+  std::unordered_map<persistence::packed_id, charge_summary, persistence::packed_id::hasher>
+      current_charges; // by charge id
+  std::unordered_set<persistence::packed_id, persistence::packed_id::hasher> seen_charge_ids;
   std::uint64_t charges = 0, aggregate_revisions = 0, duplicate_charge_ids = 0;
   std::string broken_links;                        // charges superseding one that is not current
   std::map<window_key, pricing::decimal> unpriced; // latest listing per window
   std::vector<persistence::unpriced_window> unpriced_listings;
+
+private:
+  std::unordered_map<std::string, std::uint32_t> scope_index_; // customer \x1f metric \x1f currency
 };
 
 class run_sink {

@@ -1,0 +1,50 @@
+#include "persistence/ids.hpp"
+
+#include <catch2/catch.hpp>
+#include <set>
+#include <unordered_set>
+
+namespace p = meterflow::persistence;
+
+TEST_CASE("packed_id gives back the id it was made from", "[ids]") {
+  const std::string hex = p::content_id({"charge", "c1", "api_calls", "2024-01-01T00:00:00Z", ""});
+  REQUIRE(hex.size() == 64);
+  CHECK(p::packed_id(hex).str() == hex);
+  // Not content ids: upper case, wrong length, a non-hex character, empty. Kept as text.
+  for (std::string other : {std::string(64, 'A'), hex.substr(1), hex + "0",
+                            std::string(63, 'f') + "g", std::string(), std::string("chg-1")})
+    CHECK(p::packed_id(other).str() == other);
+  CHECK(p::packed_id(std::string(64, '0')).str() == std::string(64, '0'));
+  CHECK(p::packed_id(std::string(64, 'f')).str() == std::string(64, 'f'));
+}
+
+TEST_CASE("packed_id compares and hashes as its id does", "[ids]") {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i)
+    ids.push_back(p::content_id({"x", std::to_string(i)}));
+  ids.push_back("chg-1");
+  ids.push_back("chg-2");
+  ids.push_back(std::string(64, 'A')); // 64 characters, not hex
+  std::set<p::packed_id> ordered;
+  std::unordered_set<p::packed_id, p::packed_id::hasher> hashed;
+  for (const auto& id : ids) {
+    CHECK(ordered.insert(p::packed_id(id)).second);
+    CHECK(hashed.insert(p::packed_id(id)).second);
+  }
+  for (const auto& id : ids) {
+    CHECK_FALSE(ordered.insert(p::packed_id(id)).second);
+    CHECK(hashed.count(p::packed_id(id)) == 1);
+  }
+  CHECK(ordered.size() == ids.size());
+  CHECK(p::packed_id(ids[0]) == p::packed_id(ids[0]));
+  CHECK_FALSE(p::packed_id(ids[0]) == p::packed_id(ids[1]));
+  CHECK_FALSE(p::packed_id("chg-1") == p::packed_id("chg-2"));
+  // Hex ids order as their text does.
+  std::vector<std::string> hex_only(ids.begin(), ids.begin() + 200);
+  std::sort(hex_only.begin(), hex_only.end());
+  std::vector<std::string> by_packed;
+  for (const auto& id : ordered)
+    if (id.str().size() == 64 && id.str() != std::string(64, 'A'))
+      by_packed.push_back(id.str());
+  CHECK(by_packed == hex_only);
+}
