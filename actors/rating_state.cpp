@@ -85,18 +85,20 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
 void rating_state::add_final(std::uint64_t step, window_final&& w) {
   emit_.step = step;
   // Final windows come in window order: the end is the right hint (O(1), no walk down the tree).
-  final_window& fw =
-      windows_
-          .insert_or_assign(
-              windows_.end(), w.start,
-              final_window{std::move(w.aggregate), std::move(w.aggregation_id), w.revision, {}, {}})
-          ->second;
+  final_window& fw = windows_
+                         .insert_or_assign(windows_.end(), w.start,
+                                           final_window{std::move(w.aggregate),
+                                                        persistence::packed_id(w.aggregation_id),
+                                                        w.revision,
+                                                        {},
+                                                        {}})
+                         ->second;
   if (!config::is_additive(meter_.kind))
     return;
   const decimal q = fw.aggregate.quantity();
   const decimal after = cumulative_ + q;
   emit_rating(
-      phase::finalize, w.end, w.start, w.end, fw.aggregation_id,
+      phase::finalize, w.end, w.start, w.end, w.aggregation_id,
       [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(w.start, cumulative_, after),
       charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
   cumulative_ = after;
@@ -173,7 +175,7 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
           windows_.emplace(start, final_window{window_aggregate(meter_.kind), {}, 0, {}, {}}).first;
     it->second.aggregate = std::move(agg);
     it->second.revision = revision;
-    it->second.aggregation_id = r.aggregation_id;
+    it->second.aggregation_id = persistence::packed_id(r.aggregation_id);
     out_.records.aggregates.push_back(
         {emit_.key(p, period_.start, customer_id_, meter_.metric), std::move(r)});
   }
@@ -183,7 +185,7 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
       const decimal q = fw.aggregate.quantity();
       const decimal after = cumulative + q;
       emit_rating(
-          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id,
+          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id.str(),
           [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(start, cumulative, after),
           charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
       cumulative = after;
@@ -200,8 +202,9 @@ void rating_state::restore_window(timestamp start, window_aggregate&& aggregate,
                                   std::optional<current_charge> charge,
                                   std::optional<decimal> unpriced_quantity) {
   const decimal q = aggregate.quantity();
-  windows_.insert_or_assign(start, final_window{std::move(aggregate), std::move(aggregation_id),
-                                                revision, std::move(charge), unpriced_quantity});
+  windows_.insert_or_assign(start, final_window{std::move(aggregate),
+                                                persistence::packed_id(aggregation_id), revision,
+                                                std::move(charge), unpriced_quantity});
   cumulative_ += q;
 }
 

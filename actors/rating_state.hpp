@@ -52,7 +52,7 @@ public:
 private:
   struct final_window {
     window_aggregate aggregate;
-    std::string aggregation_id;
+    persistence::packed_id aggregation_id; // packed: one per final window, kept all period
     std::uint32_t revision = 0;
     std::optional<current_charge> charge;
     std::optional<decimal> unpriced_quantity; // the quantity it is listed with when unpriced

@@ -76,6 +76,23 @@ std::optional<meter_reading> read_meter(const config::meter& m, const persistenc
   return r;
 }
 
+window_aggregate::window_aggregate(const window_aggregate& other)
+    : kind_(other.kind_), event_count_(other.event_count_), sum_(other.sum_),
+      extra_(other.extra_ ? std::make_unique<extras>(*other.extra_) : nullptr),
+      sources_(other.sources_) {}
+
+window_aggregate& window_aggregate::operator=(const window_aggregate& other) {
+  if (this != &other)
+    *this = window_aggregate(other);
+  return *this;
+}
+
+window_aggregate::extras& window_aggregate::extra() {
+  if (!extra_)
+    extra_ = std::make_unique<extras>();
+  return *extra_;
+}
+
 void window_aggregate::add(const persistence::event& e, const meter_reading& reading) {
   ++event_count_;
   sources_.push_back({e.event_time, &e.event_id});
@@ -84,18 +101,21 @@ void window_aggregate::add(const persistence::event& e, const meter_reading& rea
   case config::aggregation::sum:
     sum_ += reading.value;
     break;
-  case config::aggregation::max:
-    if (!max_ || reading.value > *max_)
-      max_ = reading.value;
+  case config::aggregation::max: {
+    auto& max = extra().max;
+    if (!max || reading.value > *max)
+      max = reading.value;
     break;
+  }
   case config::aggregation::latest: {
+    auto& latest = extra().latest;
     source s{e.event_time, &e.event_id};
-    if (!latest_ || latest_->first < s)
-      latest_ = {s, reading.value};
+    if (!latest || latest->first < s)
+      latest = {s, reading.value};
     break;
   }
   case config::aggregation::unique_count:
-    distinct_.insert(reading.distinct_key);
+    extra().distinct.insert(reading.distinct_key);
     break;
   }
 }
@@ -106,11 +126,11 @@ decimal window_aggregate::quantity() const {
   case config::aggregation::sum:
     return sum_;
   case config::aggregation::max:
-    return max_.value_or(decimal());
+    return extra_ && extra_->max ? *extra_->max : decimal();
   case config::aggregation::latest:
-    return latest_ ? latest_->second : decimal();
+    return extra_ && extra_->latest ? extra_->latest->second : decimal();
   case config::aggregation::unique_count:
-    return decimal::from_int(static_cast<std::int64_t>(distinct_.size()));
+    return decimal::from_int(static_cast<std::int64_t>(extra_ ? extra_->distinct.size() : 0));
   }
   return decimal();
 }
@@ -131,11 +151,15 @@ decimal window_aggregate::period_quantity(config::aggregation kind,
   for (const window_aggregate* w : windows) {
     merged.event_count_ += w->event_count_;
     merged.sum_ += w->sum_;
-    if (w->max_ && (!merged.max_ || *w->max_ > *merged.max_))
-      merged.max_ = w->max_;
-    if (w->latest_ && (!merged.latest_ || merged.latest_->first < w->latest_->first))
-      merged.latest_ = w->latest_;
-    merged.distinct_.insert(w->distinct_.begin(), w->distinct_.end());
+    if (!w->extra_)
+      continue;
+    extras& m = merged.extra();
+    const extras& x = *w->extra_;
+    if (x.max && (!m.max || *x.max > *m.max))
+      m.max = x.max;
+    if (x.latest && (!m.latest || m.latest->first < x.latest->first))
+      m.latest = x.latest;
+    m.distinct.insert(x.distinct.begin(), x.distinct.end());
   }
   return merged.quantity();
 }

@@ -7,6 +7,7 @@
 #include "persistence/event.hpp"
 #include "persistence/records.hpp"
 
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,6 +34,10 @@ std::optional<std::string> metadata_field(const std::string& canonical_metadata,
 class window_aggregate {
 public:
   explicit window_aggregate(config::aggregation kind) : kind_(kind) {}
+  window_aggregate(const window_aggregate& other);
+  window_aggregate& operator=(const window_aggregate& other);
+  window_aggregate(window_aggregate&&) noexcept = default;
+  window_aggregate& operator=(window_aggregate&&) noexcept = default;
 
   // `e` must outlive the aggregate: events live in the append-only store, and the aggregate
   // keeps a pointer to the event id instead of a copy.
@@ -58,12 +63,18 @@ private:
       return a.event_time != b.event_time ? a.event_time < b.event_time : *a.event_id < *b.event_id;
     }
   };
+  // What only max, latest and unique_count meters need, allocated for those: a run keeps every
+  // final window of a period, and count and sum windows are most of them.
+  struct extras {
+    std::optional<decimal> max;
+    std::optional<std::pair<source, decimal>> latest;
+    std::set<std::string> distinct;
+  };
+  extras& extra();
   config::aggregation kind_;
   std::uint64_t event_count_ = 0;
   decimal sum_;
-  std::optional<decimal> max_;
-  std::optional<std::pair<source, decimal>> latest_;
-  std::set<std::string> distinct_;
+  std::unique_ptr<extras> extra_;
   std::vector<source> sources_;
 };
 
