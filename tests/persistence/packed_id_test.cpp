@@ -2,9 +2,31 @@
 
 #include <catch2/catch.hpp>
 #include <set>
+#include <thread>
 #include <unordered_set>
 
 namespace p = meterflow::persistence;
+
+TEST_CASE("content_id is the hex SHA-256 of the parts joined by 0x1F", "[ids]") {
+  // Reference digests computed independently (Python hashlib).
+  CHECK(p::content_id({"charge", "c1", "api_calls", "2024-01-01T00:00:00Z", ""}) ==
+        "361390d77de81291ea61f93769576a43ced9f4dfe5f9a63eb56568b82d3384dc");
+  CHECK(p::content_id({}) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(p::content_id({"abc"}) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // One context per thread, reused: ids made on several threads at once are the same.
+  std::vector<std::thread> threads;
+  std::vector<std::string> got(4);
+  for (std::size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1000; ++i)
+        got[t] = p::content_id({"abc"});
+    });
+  for (auto& t : threads)
+    t.join();
+  for (const auto& g : got)
+    CHECK(g == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
 
 TEST_CASE("packed_id gives back the id it was made from", "[ids]") {
   const std::string hex = p::content_id({"charge", "c1", "api_calls", "2024-01-01T00:00:00Z", ""});
