@@ -4,6 +4,7 @@
 #include "persistence/pg_schema.hpp"
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <stdexcept>
@@ -479,7 +480,8 @@ const std::string invoice_select =
     "array_to_json(credit_reasons)::text, (SELECT status FROM invoice_status_events s "
     "WHERE s.invoice_id = i.invoice_id ORDER BY seq LIMIT 1) FROM invoices i ";
 
-invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
+// An invoice row of invoice_select without its lines.
+invoice_record invoice_header_of(const pqxx::row& r) {
   invoice_record inv;
   inv.invoice_id = r[0].as<std::string>();
   inv.type = enum_of(r[1], invoice_types);
@@ -492,13 +494,24 @@ invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   inv.total = decimal_of(r[8]);
   inv.credit_reasons = strings_of_json(r[9]);
   inv.status = r[10].as<std::string>();
+  return inv;
+}
+
+const std::string line_select =
+    "SELECT line_item_id, metric, quantity::text, amount::text, array_to_json(charge_ids)::text ";
+
+// A row of line_select, whose columns begin at `first`.
+invoice_line line_of(const pqxx::row& l, int first = 0) {
+  return {l[first].as<std::string>(), l[first + 1].as<std::string>(), decimal_of(l[first + 2]),
+          decimal_of(l[first + 3]), strings_of_json(l[first + 4])};
+}
+
+invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
+  invoice_record inv = invoice_header_of(r);
   for (const auto& l : tx.exec_params(
-           "SELECT line_item_id, metric, quantity::text, amount::text, "
-           "array_to_json(charge_ids)::text FROM invoice_line_items WHERE invoice_id = $1 "
-           "ORDER BY line_no",
+           line_select + "FROM invoice_line_items WHERE invoice_id = $1 ORDER BY line_no",
            inv.invoice_id))
-    inv.line_items.push_back({l[0].as<std::string>(), l[1].as<std::string>(), decimal_of(l[2]),
-                              decimal_of(l[3]), strings_of_json(l[4])});
+    inv.line_items.push_back(line_of(l));
   return inv;
 }
 
@@ -968,6 +981,50 @@ pg_record_reader::customer_period pg_record_reader::period_of(const std::string&
                                         customer_id, from, to))
       out.unpriced.push_back(unpriced_of(r));
     out.invoices = invoices_in(tx, customer_id.c_str(), &from, std::nullopt, 0);
+    return out;
+  });
+}
+
+pg_record_reader::rerate_inputs
+pg_record_reader::rerate_inputs_of(const std::optional<std::string>& customer_id,
+                                   const pricing::period& period) const {
+  return read(*connection_->c, "reading a period to re-rate", [&](snapshot& tx) {
+    rerate_inputs out;
+    const std::string from = format_rfc3339(period.start), to = format_rfc3339(period.end);
+    const char* customer = customer_id ? customer_id->c_str() : nullptr;
+    const std::string in_period = "WHERE ($1::text IS NULL OR customer_id = $1) AND "
+                                  "window_start >= $2 AND window_start < $3 ";
+    // aggregate_select begins with "SELECT ": the latest final revision of each window.
+    for (const auto& r :
+         tx.exec_params("SELECT DISTINCT ON (customer_id, metric, window_start) " +
+                            aggregate_select.substr(7) + "FROM aggregated_usage " + in_period +
+                            "AND is_final ORDER BY customer_id, metric, window_start, "
+                            "revision DESC, emission_seq DESC",
+                        customer, from, to))
+      out.final_aggregates.push_back(aggregate_of(r));
+    for (const auto& r : tx.exec_params(charge_select + "FROM current_charges " + in_period +
+                                            "ORDER BY customer_id, metric, window_start, "
+                                            "emission_seq",
+                                        customer, from, to))
+      out.current_charges.push_back(charge_of(r));
+    const std::string of_period =
+        "WHERE ($1::text IS NULL OR customer_id = $1) AND period_start = $2 ";
+    std::map<std::string, std::size_t> index; // invoice id -> position in out.invoices
+    for (const auto& r :
+         tx.exec_params(invoice_select + of_period + "ORDER BY issue_seq", customer, from)) {
+      index[r[0].as<std::string>()] = out.invoices.size();
+      out.invoices.push_back(invoice_header_of(r));
+    }
+    for (const auto& l : tx.exec_params(
+             "SELECT l.invoice_id, " + line_select.substr(7) +
+                 "FROM invoice_line_items l WHERE l.invoice_id IN (SELECT invoice_id FROM "
+                 "invoices " +
+                 of_period + ") ORDER BY l.invoice_id, l.line_no",
+             customer, from)) {
+      auto it = index.find(l[0].as<std::string>());
+      if (it != index.end()) // always, in one snapshot
+        out.invoices[it->second].line_items.push_back(line_of(l, 1));
+    }
     return out;
   });
 }

@@ -102,6 +102,17 @@ public:
     std::vector<invoice_record> invoices;
   };
   customer_period period_of(const std::string& customer_id, const pricing::period& period) const;
+  // What re-rating a billing period needs, for one customer or (nullopt) every customer, read in
+  // one snapshot with four queries whatever the number of windows: the latest final aggregate
+  // revision of each window that starts in the period (by customer, metric, window start), the
+  // charges in force (same order) and the invoices with their lines (in issue order).
+  struct rerate_inputs {
+    std::vector<aggregate_record> final_aggregates;
+    std::vector<charge_record> current_charges;
+    std::vector<invoice_record> invoices;
+  };
+  rerate_inputs rerate_inputs_of(const std::optional<std::string>& customer_id,
+                                 const pricing::period& period) const;
   std::optional<charge_record> charge(const std::string& charge_id) const;
   // The charge that supersedes `charge_id`, if one does.
   std::optional<charge_record> superseding(const std::string& charge_id) const;

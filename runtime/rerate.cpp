@@ -32,9 +32,42 @@ stored_watermark(const config::configuration& cfg, const persistence::record_sto
   return latest == actors::watermark_min ? latest : latest - cfg.max_out_of_orderness;
 }
 
+// What the store holds of one customer x metric x period: the latest final aggregate revision
+// of each window and the charges in force, by window start.
+struct stored_scope {
+  std::map<timestamp, persistence::aggregate_record> finals;
+  std::map<timestamp, current_charge> charges;
+};
+
+// The stored records of every scope of the re-rate, read period by period in a few queries
+// (one per period for every customer, or one per customer and period for a list), not one per
+// window: by (customer, metric, period start), and the invoices by (customer, period start).
+struct stored_records {
+  std::map<std::tuple<std::string, std::string, timestamp>, stored_scope> scopes;
+  std::map<std::pair<std::string, timestamp>, std::vector<persistence::invoice_record>> invoices;
+
+  void add(persistence::pg_record_reader::rerate_inputs&& in, timestamp period_start) {
+    for (auto& a : in.final_aggregates) {
+      const timestamp start = a.window_start;
+      scopes[{a.customer_id, a.metric, period_start}].finals.emplace(start, std::move(a));
+    }
+    for (const auto& c : in.current_charges)
+      scopes[{c.customer_id, c.metric, period_start}].charges[c.window_start] =
+          actors::current_charge_of(c);
+    for (auto& i : in.invoices)
+      invoices[{i.customer_id, period_start}].push_back(std::move(i));
+  }
+  const stored_scope& scope(const std::string& customer, const std::string& metric,
+                            timestamp period_start) const {
+    static const stored_scope none;
+    auto it = scopes.find({customer, metric, period_start});
+    return it == scopes.end() ? none : it->second;
+  }
+};
+
 // One customer x metric x period as the store holds it, ready to re-rate.
 std::unique_ptr<actors::rating_state>
-restore_scope(const config::configuration& cfg, const persistence::record_store& records,
+restore_scope(const config::configuration& cfg, const stored_scope& stored,
               const persistence::event_store& events, const std::string& customer,
               const config::meter& meter, const pricing::period& period,
               std::set<timestamp>& windows) {
@@ -48,22 +81,17 @@ restore_scope(const config::configuration& cfg, const persistence::record_store&
     by_id[e.event_id] = &e;
     windows.insert(pricing::window_start(e.event_time, cfg.window_size));
   }
-  std::map<timestamp, current_charge> charges;
-  for (const auto& c : records.current_charges(customer, meter.metric))
-    if (c.window_start >= period.start && c.window_start < period.end)
-      charges[c.window_start] = actors::current_charge_of(c);
+  const std::map<timestamp, current_charge>& charges = stored.charges;
   if (!config::is_additive(meter.kind)) {
     auto it = charges.find(period.start);
     if (it != charges.end())
       scope->restore_period_charge(it->second); // period-level meters: the period's charge
   }
   for (timestamp start : windows) {
-    std::optional<persistence::aggregate_record> latest;
-    for (auto& a : records.aggregate_revisions(customer, meter.metric, start))
-      if (a.is_final)
-        latest = std::move(a);
-    if (!latest)
+    const auto found = stored.finals.find(start);
+    if (found == stored.finals.end())
       continue; // never final: a very late event the engine has not re-rated yet
+    const persistence::aggregate_record* latest = &found->second;
     actors::window_aggregate aggregate(meter.kind);
     for (const auto& id : latest->event_ids) {
       auto e = by_id.find(id);
@@ -133,6 +161,18 @@ rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec)
       for (std::uint32_t i = 0; i < s->size(); ++i)
         customers.insert(s->at(i).customer_id);
   const timestamp watermark = stored_watermark(cfg, *records, stores);
+  stored_records stored;
+  {
+    const auto reader = persistence::pg_record_reader::connect(spec.store_url);
+    for (pricing::period period = spec.from; period.start <= spec.to.start;
+         period = pricing::next_period(period)) {
+      if (spec.customers.empty())
+        stored.add(reader->rerate_inputs_of(std::nullopt, period), period.start);
+      else
+        for (const std::string& customer : customers)
+          stored.add(reader->rerate_inputs_of(customer, period), period.start);
+    }
+  }
 
   rerate_outcome outcome;
   persistence::record_batch batch;
@@ -142,11 +182,13 @@ rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec)
     for (pricing::period period = spec.from; period.start <= spec.to.start;
          period = pricing::next_period(period)) {
       actors::invoice_state invoice(cfg, customer, period);
-      invoice.restore(records->invoices_of(customer, period));
+      if (auto it = stored.invoices.find({customer, period.start}); it != stored.invoices.end())
+        invoice.restore(it->second);
       const pricing::price_book* book = cfg.price_book_for(customer);
       for (const config::meter& m : cfg.meters) {
         std::set<timestamp> windows;
-        auto scope = restore_scope(cfg, *records, events, customer, m, period, windows);
+        auto scope = restore_scope(cfg, stored.scope(customer, m.metric, period.start), events,
+                                   customer, m, period, windows);
         const bool in_scope =
             std::find(meters.begin(), meters.end(), &m) != meters.end() && !windows.empty();
         if (in_scope) {
