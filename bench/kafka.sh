@@ -10,33 +10,8 @@
 # on the same 2 cores and is not tuned for speed: these figures are a floor for a real cluster.
 set -euo pipefail
 
-usage() {
-  cat <<'USAGE'
-Usage: bench/kafka.sh [--events N] [--no-build]
-  --events N     events to generate (default 1000000)
-  --no-build     use the binaries already in build-bench/
-USAGE
-}
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build="$root/build-bench"
-work="$root/bench/work"
-events=1000000
-do_build=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --events) events="$2"; shift 2 ;;
-    --no-build) do_build=0; shift ;;
-    --help|-h) usage; exit 0 ;;
-    *) echo "kafka.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
-  esac
-done
-mkdir -p "$work"
-if [ "$do_build" = 1 ]; then
-  "$root/scripts/install-deps.sh" > /dev/null
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMETERFLOW_TESTS=OFF > /dev/null
-  cmake --build "$build" -j"$(nproc)" --target meterflow meterflow-loadgen > /dev/null
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_options kafka.sh 1000000 "$@"
 meterflow="$build/meterflow"
 file="$work/kafka-events-$events.ndjson"
 [ -s "$file" ] || "$build/bench/meterflow-loadgen" --events "$events" --seed 1 --out "$file"

@@ -8,33 +8,8 @@
 # invoices written). Prints events re-aggregated per second, and what the re-rate wrote.
 set -euo pipefail
 
-usage() {
-  cat <<'USAGE'
-Usage: bench/rerate.sh [--events N] [--no-build]
-  --events N     events to generate (default 200000)
-  --no-build     use the binaries already in build-bench/
-USAGE
-}
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build="$root/build-bench"
-work="$root/bench/work"
-events=200000
-do_build=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --events) events="$2"; shift 2 ;;
-    --no-build) do_build=0; shift ;;
-    --help|-h) usage; exit 0 ;;
-    *) echo "rerate.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
-  esac
-done
-mkdir -p "$work"
-if [ "$do_build" = 1 ]; then
-  "$root/scripts/install-deps.sh" > /dev/null
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMETERFLOW_TESTS=OFF > /dev/null
-  cmake --build "$build" -j"$(nproc)" --target meterflow meterflow-loadgen > /dev/null
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_options rerate.sh 200000 "$@"
 meterflow="$build/meterflow"
 file="$work/events-$events.ndjson"
 [ -s "$file" ] || "$build/bench/meterflow-loadgen" --events "$events" --seed 42 --customers 10000 \

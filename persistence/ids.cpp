@@ -35,23 +35,35 @@ std::string content_id(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
+namespace {
+
+// The value of a lowercase hex digit, 0x10 for any other byte.
+constexpr std::array<std::uint8_t, 256> hex_values = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(0x10);
+  for (int c = '0'; c <= '9'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'a' + 10);
+  return t;
+}();
+
+} // namespace
+
 packed_id::packed_id(std::string_view id) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    return -1;
-  };
   if (id.size() == 64) {
     std::array<std::uint64_t, 4> words{};
-    bool hex = true;
-    for (std::size_t i = 0; i < 64 && hex; ++i) {
-      const int v = nibble(id[i]);
-      hex = v >= 0;
-      words[i / 16] = (words[i / 16] << 4) | static_cast<std::uint64_t>(v & 0xF);
+    std::uint8_t bad = 0; // the 0x10 bit of any non-hex byte
+    for (std::size_t w = 0; w < 4; ++w) {
+      std::uint64_t word = 0;
+      for (std::size_t i = 0; i < 16; ++i) {
+        const std::uint8_t v = hex_values[static_cast<unsigned char>(id[w * 16 + i])];
+        bad |= v;
+        word = (word << 4) | (v & 0xF);
+      }
+      words[w] = word;
     }
-    if (hex) {
+    if (!(bad & 0x10)) {
       words_ = words;
       return;
     }

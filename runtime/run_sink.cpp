@@ -70,15 +70,16 @@ void run_sink::set_counters(const source_counters& source,
 
 std::uint32_t chain_totals::scope_of(const std::string& customer_id, const std::string& metric,
                                      const std::string& currency) {
-  std::string key = customer_id;
-  key += '\x1f';
-  key += metric;
-  key += '\x1f';
-  key += currency;
-  auto [it, added] = scope_index_.try_emplace(std::move(key), scopes.size());
-  if (added)
-    scopes.push_back({customer_id, metric, currency});
-  return it->second;
+  auto it = scopes_of_customer_.find(std::string_view(customer_id));
+  if (it == scopes_of_customer_.end())
+    it = scopes_of_customer_.try_emplace(customer_id).first;
+  for (std::uint32_t index : it->second)
+    if (scopes[index].metric == metric && scopes[index].currency == currency)
+      return index;
+  const auto index = static_cast<std::uint32_t>(scopes.size());
+  scopes.push_back({customer_id, metric, currency});
+  it->second.push_back(index);
+  return index;
 }
 
 void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) {

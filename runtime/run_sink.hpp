@@ -75,7 +75,14 @@ struct chain_totals {
   std::vector<persistence::unpriced_window> unpriced_listings;
 
 private:
-  std::unordered_map<std::string, std::uint32_t> scope_index_; // customer \x1f metric \x1f currency
+  // Looked up by customer without building a key (transparent hashing): the customer's few
+  // scopes are then compared by metric and currency. Once per record: it must not allocate.
+  struct text_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, std::vector<std::uint32_t>, text_hash, std::equal_to<>>
+      scopes_of_customer_;
 };
 
 class run_sink {
