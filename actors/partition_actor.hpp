@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 namespace meterflow::actors {
 
@@ -68,7 +69,16 @@ struct partition_actor_state {
   using scope_key = std::tuple<std::string, std::string, timestamp>;  // customer, metric, period
   using invoice_key = std::pair<std::string, timestamp>;              // customer, period
 
-  std::map<window_key, std::unique_ptr<window_entry>> windows;
+  struct window_key_hash {
+    std::size_t operator()(const window_key& k) const {
+      const std::size_t a = std::hash<std::string>()(std::get<0>(k));
+      const std::size_t b = std::hash<std::string>()(std::get<1>(k));
+      return a ^ (b * 0x9E3779B97F4A7C15ull) ^ (static_cast<std::size_t>(std::get<2>(k)) * 31);
+    }
+  };
+  // Open windows, looked up once per event and never iterated: a hash map (a tree of
+  // string tuples cost a walk of string comparisons per event).
+  std::unordered_map<window_key, std::unique_ptr<window_entry>, window_key_hash> windows;
   std::multimap<timestamp, window_entry*> to_close;    // by end
   std::multimap<timestamp, window_entry*> to_finalize; // by end + lateness
   std::vector<window_entry*> dirty_closing;

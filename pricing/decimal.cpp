@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 
 namespace meterflow::pricing {
 
@@ -47,10 +48,13 @@ std::string digits_of(u128 v) {
     return "0";
   char buf[48];
   int n = 0;
-  while (v > 0) {
+  // 128-bit division is a library call: only the part above 2^64 takes it.
+  while (v > std::numeric_limits<std::uint64_t>::max()) {
     buf[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
     v /= 10;
   }
+  for (auto w = static_cast<std::uint64_t>(v); w > 0; w /= 10)
+    buf[n++] = static_cast<char>('0' + static_cast<int>(w % 10));
   std::string s(static_cast<size_t>(n), '0');
   for (int i = 0; i < n; ++i)
     s[static_cast<size_t>(i)] = buf[n - 1 - i];

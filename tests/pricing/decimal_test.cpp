@@ -91,6 +91,17 @@ TEST_CASE("decimal parse of a million-digit number fails fast without wrapping",
   CHECK(t.error_value().code == errc::bad_precision);
 }
 
+TEST_CASE("decimal formats whole parts on both sides of 2^64", "[pricing][decimal]") {
+  // The formatter divides in 64 bits below 2^64 and in 128 bits above.
+  for (const char* text :
+       {"18446744073709551615", "18446744073709551616", "18446744073709551617.25",
+        "-18446744073709551616.000000000001", "99999999999999999999999999.999999999999",
+        "10000000000000000000", "9999999999999999999.5", "1", "0.000000000001"})
+    CHECK(d(text).to_string() == text);
+  CHECK(d("18446744073709551616.5").to_fixed(2, rounding_mode::half_up) ==
+        "18446744073709551616.50");
+}
+
 TEST_CASE("decimal parse and format round-trip (property)", "[pricing][decimal]") {
   std::mt19937_64 rng(42);
   for (int i = 0; i < 20000; ++i) {
