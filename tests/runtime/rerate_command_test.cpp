@@ -81,6 +81,47 @@ meterflow::pricing::decimal dec(const std::string& text) {
 
 } // namespace
 
+TEST_CASE("rerate: every customer at once (the store read a period at a time) bills what a fresh "
+          "run with the corrected prices bills, for each customer",
+          "[cli][rerate][postgresql]") {
+  const auto server = meterflow::test::pg_server();
+  if (!server) {
+    WARN("METERFLOW_TEST_PG is not set: skipped");
+    return;
+  }
+  meterflow::test::pg_test_schema schema(*server, false);
+  const std::string& db = schema.conninfo();
+  const fs::path dir =
+      fs::temp_directory_path() / ("meterflow_rerate_all_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  REQUIRE(run_meterflow("run --quiet --config " + shell_quote(examples + "/config.json") +
+                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
+                        shell_quote((dir / "run").string()) + " --store " + shell_quote(db))
+              .status == 0);
+  const fs::path config = corrected_config(dir, "all", "0.07");
+  const auto done = run_meterflow("rerate --config " + shell_quote(config.string()) + " --store " +
+                                  shell_quote(db) + " --from 2024-01 --to 2024-02 --reason " +
+                                  shell_quote("every customer") + " 2>&1");
+  INFO(done.out);
+  REQUIRE(done.status == 0);
+  CHECK_THAT(done.out, Catch::Contains("2024-01 reconciliation: ok") &&
+                           Catch::Contains("2024-02 reconciliation: ok"));
+  CHECK(scalar(db, "select count(*) from rated_charges where version = 'v2-corrected-all'") != "0");
+  const std::string customers =
+      scalar(db, "select string_agg(distinct customer_id, ',') from invoices where "
+                 "period_start = '2024-01-01T00:00:00Z'");
+  std::stringstream list(customers);
+  int checked = 0;
+  for (std::string customer; std::getline(list, customer, ',');) {
+    INFO(customer);
+    CHECK(dec(january_total(db, customer)) ==
+          fresh_january_total(config, dir / ("fresh-" + customer), customer));
+    ++checked;
+  }
+  CHECK(checked >= 2);
+}
+
 TEST_CASE("rerate: a corrected price version and a manual re-rate give one correction invoice; "
           "the dry run shows it and writes nothing; running it again creates nothing",
           "[cli][rerate][postgresql]") {
