@@ -3,7 +3,7 @@
 // book publication and re-rates, against the batch run's files and the CLI.
 
 #include "runtime/http_store_routes.hpp"
-#include "support/pg_test_schema.hpp"
+#include "support/example_store.hpp"
 #include "support/process.hpp"
 
 #include <atomic>
@@ -105,21 +105,11 @@ json corrected_version(const std::string& price) {
 TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price books and "
           "re-rates over a store the batch run filled",
           "[http][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  const meterflow::test::example_store store("meterflow_http");
+  if (!store.filled())
     return;
-  }
-  meterflow::test::pg_test_schema schema(*server, false);
-  const std::string& db = schema.conninfo();
-  const fs::path dir = fs::temp_directory_path() / ("meterflow_http_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  REQUIRE(run_meterflow("run --quiet --config " + shell_quote(examples + "/config.json") +
-                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
-                        shell_quote((dir / "run").string()) + " --store " + shell_quote(db) +
-                        " > /dev/null")
-              .status == 0);
+  const std::string& db = store.db();
+  const fs::path& dir = store.dir();
   const auto cfg = meterflow::config::load_file(examples + "/config.json");
   test_server api({&cfg, db, [&](const meterflow::runtime::rerate_spec& spec) {
                      return meterflow::runtime::rerate(
@@ -423,5 +413,4 @@ TEST_CASE("http store routes: usage, invoices, PDF, lifecycle, charges, price bo
   check_error(post(client, "/v1/rerate", {{"from", "2024-13"}, {"reason", "x"}}), 400,
               "bad_period");
   check_error(post(client, "/v1/rerate", {{"from", "2024-01"}}), 400, "missing_field");
-  fs::remove_all(dir);
 }

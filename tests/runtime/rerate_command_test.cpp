@@ -2,6 +2,7 @@
 // store (SEMANTICS §7): dry run, correction invoices, idempotence, credit notes.
 
 #include "pricing/decimal.hpp"
+#include "support/example_store.hpp"
 #include "support/pg_test_schema.hpp"
 #include "support/process.hpp"
 
@@ -84,21 +85,11 @@ meterflow::pricing::decimal dec(const std::string& text) {
 TEST_CASE("rerate: every customer at once (the store read a period at a time) bills what a fresh "
           "run with the corrected prices bills, for each customer",
           "[cli][rerate][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  const meterflow::test::example_store store("meterflow_rerate_all");
+  if (!store.filled())
     return;
-  }
-  meterflow::test::pg_test_schema schema(*server, false);
-  const std::string& db = schema.conninfo();
-  const fs::path dir =
-      fs::temp_directory_path() / ("meterflow_rerate_all_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  REQUIRE(run_meterflow("run --quiet --config " + shell_quote(examples + "/config.json") +
-                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
-                        shell_quote((dir / "run").string()) + " --store " + shell_quote(db))
-              .status == 0);
+  const std::string& db = store.db();
+  const fs::path& dir = store.dir();
   const fs::path config = corrected_config(dir, "all", "0.07");
   const auto done = run_meterflow("rerate --config " + shell_quote(config.string()) + " --store " +
                                   shell_quote(db) + " --from 2024-01 --to 2024-02 --reason " +
@@ -125,21 +116,11 @@ TEST_CASE("rerate: every customer at once (the store read a period at a time) bi
 TEST_CASE("rerate: a corrected price version and a manual re-rate give one correction invoice; "
           "the dry run shows it and writes nothing; running it again creates nothing",
           "[cli][rerate][postgresql]") {
-  const auto server = meterflow::test::pg_server();
-  if (!server) {
-    WARN("METERFLOW_TEST_PG is not set: skipped");
+  const meterflow::test::example_store store("meterflow_rerate");
+  if (!store.filled())
     return;
-  }
-  meterflow::test::pg_test_schema schema(*server, false);
-  const std::string& db = schema.conninfo();
-  const fs::path dir =
-      fs::temp_directory_path() / ("meterflow_rerate_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  REQUIRE(run_meterflow("run --quiet --config " + shell_quote(examples + "/config.json") +
-                        " --events " + shell_quote(examples + "/events.ndjson") + " --out " +
-                        shell_quote((dir / "run").string()) + " --store " + shell_quote(db))
-              .status == 0);
+  const std::string& db = store.db();
+  const fs::path& dir = store.dir();
   const std::string original =
       run_meterflow("invoice show --store " + shell_quote(db) + " inv_c_flat_2024-01").out;
   auto original_pdf = [&](const std::string& name) {
@@ -237,7 +218,6 @@ TEST_CASE("rerate: a corrected price version and a manual re-rate give one corre
   // February is outside the corrected interval: nothing changes there.
   CHECK(scalar(db, "select count(*) from invoices where customer_id = 'c_flat' and "
                    "period_start = '2024-02-01T00:00:00Z'") == "1");
-  fs::remove_all(dir);
 }
 
 TEST_CASE("rerate: bad arguments are refused with the option named", "[cli][rerate]") {
