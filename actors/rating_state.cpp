@@ -41,7 +41,7 @@ void rating_state::update_line(timestamp window_start, decimal quantity,
 // `source_ids()` gives the charge's source event ids; it runs only when a charge is emitted.
 template <class SourceIds>
 void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, timestamp end,
-                               const std::string& aggregation_id, SourceIds&& source_ids,
+                               const persistence::packed_id& aggregation_id, SourceIds&& source_ids,
                                decimal quantity, rated&& r, charge_trigger trigger,
                                std::optional<current_charge>& current,
                                std::optional<decimal>& unpriced_quantity, bool only_if_changed) {
@@ -68,7 +68,7 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
   c.metric = meter_.metric;
   c.window_start = start;
   c.window_end = end;
-  c.aggregation_id = aggregation_id;
+  c.aggregation_id = aggregation_id.str();
   c.quantity = quantity;
   c.trigger = trigger;
   if (current)
@@ -98,7 +98,7 @@ void rating_state::add_final(std::uint64_t step, window_final&& w) {
   const decimal q = fw.aggregate.quantity();
   const decimal after = cumulative_ + q;
   emit_rating(
-      phase::finalize, w.end, w.start, w.end, w.aggregation_id,
+      phase::finalize, w.end, w.start, w.end, fw.aggregation_id,
       [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(w.start, cumulative_, after),
       charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
   cumulative_ = after;
@@ -128,9 +128,9 @@ void rating_state::rate_period(phase p, charge_trigger trigger, bool only_if_cha
     return ids;
   };
   const decimal q = window_aggregate::period_quantity(meter_.kind, aggs);
-  period_aggregation_id_ = persistence::content_id({"period_aggregate", customer_id_, meter_.metric,
-                                                    format_rfc3339(period_.start),
-                                                    std::to_string(event_count), q.to_string()});
+  period_aggregation_id_ = persistence::packed_id(persistence::content_id(
+      {"period_aggregate", customer_id_, meter_.metric, format_rfc3339(period_.start),
+       std::to_string(event_count), q.to_string()}));
   const timestamp last_window = period_.end - cfg_.window_size;
   emit_rating(p, period_.end, period_.start, period_.end, period_aggregation_id_, sources, q,
               rate(last_window, decimal(), q), trigger, period_charge_, period_unpriced_quantity_,
@@ -185,7 +185,7 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
       const decimal q = fw.aggregate.quantity();
       const decimal after = cumulative + q;
       emit_rating(
-          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id.str(),
+          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id,
           [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(start, cumulative, after),
           charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
       cumulative = after;

@@ -66,8 +66,8 @@ private:
   rated rate(timestamp window_start, decimal before, decimal after) const;
   template <class SourceIds>
   void emit_rating(phase p, timestamp order_t, timestamp start, timestamp end,
-                   const std::string& aggregation_id, SourceIds&& source_ids, decimal quantity,
-                   rated&& r, persistence::charge_trigger trigger,
+                   const persistence::packed_id& aggregation_id, SourceIds&& source_ids,
+                   decimal quantity, rated&& r, persistence::charge_trigger trigger,
                    std::optional<current_charge>& current,
                    std::optional<decimal>& unpriced_quantity, bool only_if_changed);
   void rate_period(phase p, persistence::charge_trigger trigger, bool only_if_changed);
@@ -84,7 +84,7 @@ private:
   bool closed_ = false; // period-level meters: rated at period close
   std::optional<current_charge> period_charge_;
   std::optional<decimal> period_unpriced_quantity_;
-  std::string period_aggregation_id_;
+  persistence::packed_id period_aggregation_id_;
   emitter emit_;
   stage_output out_;
 };

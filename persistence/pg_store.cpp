@@ -397,10 +397,11 @@ std::string calculation_metadata(const charge_record& c) {
   return to_line(j);
 }
 
-const std::string aggregate_select =
-    "SELECT aggregation_id, customer_id, metric, " + micros("window_start") + ", " +
-    micros("window_end") +
+// What reads select of an aggregate row (times as microseconds, arrays as JSON).
+const std::string aggregate_fields =
+    "aggregation_id, customer_id, metric, " + micros("window_start") + ", " + micros("window_end") +
     ", revision, kind, is_final, value::text, event_count, array_to_json(event_ids)::text ";
+const std::string aggregate_select = "SELECT " + aggregate_fields;
 
 aggregate_record aggregate_of(const pqxx::row& r) {
   aggregate_record a;
@@ -497,10 +498,10 @@ invoice_record invoice_header_of(const pqxx::row& r) {
   return inv;
 }
 
-const std::string line_select =
-    "SELECT line_item_id, metric, quantity::text, amount::text, array_to_json(charge_ids)::text ";
+const std::string line_fields =
+    "line_item_id, metric, quantity::text, amount::text, array_to_json(charge_ids)::text ";
 
-// A row of line_select, whose columns begin at `first`.
+// A row of line_fields, whose columns begin at `first`.
 invoice_line line_of(const pqxx::row& l, int first = 0) {
   return {l[first].as<std::string>(), l[first + 1].as<std::string>(), decimal_of(l[first + 2]),
           decimal_of(l[first + 3]), strings_of_json(l[first + 4])};
@@ -508,9 +509,10 @@ invoice_line line_of(const pqxx::row& l, int first = 0) {
 
 invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
   invoice_record inv = invoice_header_of(r);
-  for (const auto& l : tx.exec_params(
-           line_select + "FROM invoice_line_items WHERE invoice_id = $1 ORDER BY line_no",
-           inv.invoice_id))
+  for (const auto& l :
+       tx.exec_params("SELECT " + line_fields +
+                          "FROM invoice_line_items WHERE invoice_id = $1 ORDER BY line_no",
+                      inv.invoice_id))
     inv.line_items.push_back(line_of(l));
   return inv;
 }
@@ -994,10 +996,10 @@ pg_record_reader::rerate_inputs_of(const std::optional<std::string>& customer_id
     const char* customer = customer_id ? customer_id->c_str() : nullptr;
     const std::string in_period = "WHERE ($1::text IS NULL OR customer_id = $1) AND "
                                   "window_start >= $2 AND window_start < $3 ";
-    // aggregate_select begins with "SELECT ": the latest final revision of each window.
+    // The latest final revision of each window.
     for (const auto& r :
          tx.exec_params("SELECT DISTINCT ON (customer_id, metric, window_start) " +
-                            aggregate_select.substr(7) + "FROM aggregated_usage " + in_period +
+                            aggregate_fields + "FROM aggregated_usage " + in_period +
                             "AND is_final ORDER BY customer_id, metric, window_start, "
                             "revision DESC, emission_seq DESC",
                         customer, from, to))
@@ -1016,7 +1018,7 @@ pg_record_reader::rerate_inputs_of(const std::optional<std::string>& customer_id
       out.invoices.push_back(invoice_header_of(r));
     }
     for (const auto& l : tx.exec_params(
-             "SELECT l.invoice_id, " + line_select.substr(7) +
+             "SELECT l.invoice_id, " + line_fields +
                  "FROM invoice_line_items l WHERE l.invoice_id IN (SELECT invoice_id FROM "
                  "invoices " +
                  of_period + ") ORDER BY l.invoice_id, l.line_no",
