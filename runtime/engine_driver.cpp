@@ -124,11 +124,15 @@ engine_driver::engine_driver(caf::actor_system& sys, const config::configuration
   }
   if (finished_before_ || stream())
     return; // partitions start on assignment, or nothing is left to do
+  writer_ = std::make_unique<sink_thread>(sink_);
   for (std::uint32_t p = 0; p < n; ++p)
     spawn(p, resumed_);
 }
 
 engine_driver::~engine_driver() {
+  // The sink thread writes the batches it was given before it stops (a run stopping on a fatal
+  // error keeps the records written so far).
+  writer_.reset();
   for (auto& s : slots_) {
     if (!s.handle)
       continue;
@@ -171,16 +175,63 @@ void engine_driver::process(std::vector<sequenced_event>&& events, std::vector<s
   }
   apply(std::move(all), upto);
   // While the partitions apply this batch, the previous batch's records go to disk.
-  sink_.flush(applied_upto_[0]);
+  flush_sink(applied_upto_[0]);
   flushed_upto_[0] = applied_upto_[0];
 }
 
 void engine_driver::commit_applied() {
   collect();
   if (applied_upto_[0] > flushed_upto_[0]) {
-    sink_.flush(applied_upto_[0]);
+    flush_sink(applied_upto_[0]);
     flushed_upto_[0] = applied_upto_[0];
   }
+  if (writer_)
+    writer_->drain(); // committed before the source waits for more input
+}
+
+void engine_driver::finish() {
+  collect();
+  settle_sink();
+}
+
+void engine_driver::stage(actors::partition_output&& output) {
+  if (writer_)
+    staged_.append(std::move(output));
+  else
+    sink_.add(std::move(output));
+}
+
+void engine_driver::add_rejected(persistence::rejected_line&& r) {
+  if (writer_)
+    staged_rejected_.push_back(std::move(r));
+  else
+    sink_.add_rejected(std::move(r));
+}
+
+void engine_driver::flush_sink(std::uint64_t upto_line) {
+  if (!writer_) {
+    sink_.flush(upto_line);
+    return;
+  }
+  writer_->submit({std::move(staged_), std::move(staged_rejected_), upto_line});
+  staged_ = {};
+  staged_rejected_.clear();
+}
+
+void engine_driver::settle_sink() {
+  if (!writer_)
+    return;
+  writer_->drain();
+  sink_.add(std::move(staged_));
+  staged_ = {};
+  for (auto& r : staged_rejected_)
+    sink_.add_rejected(std::move(r));
+  staged_rejected_.clear();
+}
+
+run_sink& engine_driver::sink() {
+  settle_sink();
+  return sink_;
 }
 
 // Rebuilds the watermark history of the committed input from the stored events: the steps
@@ -346,10 +397,10 @@ std::vector<persistence::append_outcome> engine_driver::admit(std::vector<sequen
       ++duplicates_;
     if (outcome == persistence::append_outcome::conflict) {
       ++conflicts_;
-      sink_.add_rejected({seqs[i], "event_id_conflict",
-                          "an event with this customer_id and event_id and a different "
-                          "payload was accepted earlier; the first one stands",
-                          std::move(raws[i])});
+      add_rejected({seqs[i], "event_id_conflict",
+                    "an event with this customer_id and event_id and a different "
+                    "payload was accepted earlier; the first one stands",
+                    std::move(raws[i])});
     }
   }
   return in_order;
@@ -384,7 +435,7 @@ void engine_driver::collect() {
           slot& s = slots_[r.partition];
           s.counters = r.counters;
           s.open_windows = r.open_windows;
-          sink_.add(std::move(r.output));
+          stage(std::move(r.output));
           s.applying = false;
           ++received;
         },
@@ -467,6 +518,9 @@ stored_state engine_driver::stored_state_of(std::uint32_t p) const {
 }
 
 void engine_driver::restart(std::uint32_t p, const std::string& why) {
+  // The restore may read the record store, which the sink thread writes.
+  if (writer_)
+    writer_->drain();
   if (++slots_[p].restarts > restart_budget)
     throw std::runtime_error("partition " + std::to_string(p) + " failed " +
                              std::to_string(slots_[p].restarts) +

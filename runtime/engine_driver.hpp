@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "persistence/pg_store.hpp"
 #include "runtime/run_sink.hpp"
+#include "runtime/sink_thread.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -113,8 +114,8 @@ public:
   // Collects the batch being applied and writes (and commits) its records now, rather than
   // with the next batch: for a source that waits for more input.
   void commit_applied();
-  // Collects the last batch's reports.
-  void finish() { collect(); }
+  // Collects the last batch's reports and waits for the sink to write every earlier batch.
+  void finish();
   timestamp watermark() const { return watermark_; }
 
   // --- a partitioned stream ---
@@ -143,7 +144,11 @@ public:
   // that fails while applying is restarted (up to the restart budget), rebuilds its state from
   // the store, and gets the batch again.
   void collect();
-  run_sink& sink() { return sink_; }
+  // A line the source rejected (or a conflict): written with the batch that covers its line.
+  void add_rejected(persistence::rejected_line&& r);
+  // The sink, with everything collected so far handed to it: a file source's sink writes on a
+  // thread of its own (sink_thread), which this waits for.
+  run_sink& sink();
   std::size_t open_windows() const;
   actors::partition_counters counters() const;
   // A stream partition's progress source in the store ("kafka:telemetry-events:3").
@@ -177,6 +182,13 @@ private:
     return stream() ? slots_[p].history : history_;
   }
   bool stream() const { return options_.stream_source.has_value(); }
+  // What a partition reported goes to the sink (through the sink thread for a file source).
+  void stage(actors::partition_output&& output);
+  // Writes what was collected, and rejected lines up to `upto_line`: on the sink thread for a
+  // file source (returning at once), else now.
+  void flush_sink(std::uint64_t upto_line);
+  // Waits for the sink thread and hands the sink what is still staged, without writing it.
+  void settle_sink();
 
   caf::actor_system& sys_;
   caf::scoped_actor self_;
@@ -185,6 +197,11 @@ private:
   std::vector<slot> slots_;
   std::unique_ptr<persistence::record_store> records_;
   run_sink sink_;
+  // A file source: what the partitions reported and the rejected lines since the last flush,
+  // and the thread that writes them (declared after sink_: it stops before the sink goes).
+  actors::partition_output staged_;
+  std::vector<persistence::rejected_line> staged_rejected_;
+  std::unique_ptr<sink_thread> writer_;
   std::uint64_t batch_no_ = 0;
   timestamp watermark_ = actors::watermark_min; // file: the one source's
   std::vector<actors::watermark_step> history_; // file: every partition's

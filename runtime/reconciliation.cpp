@@ -1,8 +1,10 @@
 #include "runtime/reconciliation.hpp"
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <tuple>
+#include <vector>
 
 namespace meterflow::runtime {
 
@@ -43,9 +45,15 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
   const auto& src = sink.source();
   const auto& part = sink.partitions();
   const chain_totals& t = sink.totals();
-  auto additive = [&](const std::string& metric) {
-    const config::meter* m = cfg.find_meter(metric);
-    return m && config::is_additive(m->kind);
+  // Whether a scope's meter is additive, looked up once per interned scope (not per window).
+  std::vector<std::int8_t> additive_scope(t.scopes.size(), -1);
+  auto additive = [&](std::uint32_t scope) {
+    auto& known = additive_scope[scope];
+    if (known < 0) {
+      const config::meter* m = cfg.find_meter(t.scopes[scope].metric);
+      known = m && config::is_additive(m->kind) ? 1 : 0;
+    }
+    return known == 1;
   };
 
   // 1. Events: accepted = received - duplicates - conflicts - rejected.
@@ -58,7 +66,7 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
   decimal additive_quantity;
   for (const auto& [key, a] : t.current_aggregates) {
     event_count += a.event_count;
-    if (additive(t.scopes[key.scope].metric))
+    if (additive(key.scope))
       additive_quantity += a.value;
   }
   checks.add("metered event feeds = sum of event_count over current final aggregates",
@@ -67,19 +75,24 @@ reconciliation_report reconcile(const run_sink& sink, const config::configuratio
   // 3. Quantities: aggregates = current charges + listed unpriced windows (additive meters).
   decimal charged_quantity;
   using scope_key = std::tuple<std::string, std::string, std::string>; // customer, period, metric
+  // Summed by interned scope and period first: one entry per window would build three strings.
+  std::map<std::pair<std::uint32_t, pricing::timestamp>, decimal> charged_by_scope;
+  for (const auto& [id, c] : t.current_charges) {
+    if (additive(c.scope))
+      charged_quantity += c.quantity;
+    charged_by_scope[{c.scope, c.period_start}] += c.amount;
+  }
   std::map<scope_key, decimal> charged_amount;
   std::map<std::string, std::string> currency_of; // customer -> currency
-  for (const auto& [id, c] : t.current_charges) {
-    const chain_totals::scope& s = t.scopes[c.scope];
-    if (additive(s.metric))
-      charged_quantity += c.quantity;
-    charged_amount[{s.customer_id, pricing::period_id(pricing::period_of(c.period_start)),
-                    s.metric}] += c.amount;
+  for (const auto& [key, amount] : charged_by_scope) {
+    const chain_totals::scope& s = t.scopes[key.first];
+    charged_amount[{s.customer_id, pricing::period_id(pricing::period_of(key.second)), s.metric}] +=
+        amount;
     currency_of[s.customer_id] = s.currency;
   }
   decimal unpriced_quantity;
   for (const auto& [key, q] : t.unpriced)
-    if (additive(t.scopes[key.scope].metric))
+    if (additive(key.scope))
       unpriced_quantity += q;
   checks.add("sum of current aggregate quantities = sum of current charge quantities + unpriced",
              additive_quantity.to_string(), (charged_quantity + unpriced_quantity).to_string());

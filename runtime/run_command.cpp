@@ -267,7 +267,7 @@ int run_pipeline(const pipeline_options& o) {
           parse_outcome parsed = parser.parse(line);
           if (!parsed.ok()) {
             ++source.rejected;
-            d.sink().add_rejected(
+            d.add_rejected(
                 {line_no, to_string(parsed.reason), std::move(parsed.detail), std::string(line)});
             continue;
           }
@@ -313,9 +313,19 @@ int run_pipeline(const pipeline_options& o) {
                    "reconciliation.json (exit status 3)\n";
       return exit_overflow;
     }
-    run_sink& sink = d.sink();
-    sink.set_counters(source, d.counters());
-    sink.seal(line_no, !o.follow);
+    run_sink* sealed = nullptr;
+    try {
+      run_sink& sink = d.sink(); // waits for the sink thread, which can fail writing
+      sink.set_counters(source, d.counters());
+      sink.seal(line_no, !o.follow);
+      sealed = &sink;
+    } catch (const pricing::bad_result_access&) {
+      throw; // a total reaching 10^26: exit status 3, as everywhere
+    } catch (const std::runtime_error& e) {
+      std::cerr << name << ": " << e.what() << "\n";
+      return exit_engine_failure;
+    }
+    run_sink& sink = *sealed;
     if (o.follow) {
       std::cout << name << ": stopped; committed through line " << line_no
                 << " (start it again to go on)\n";
@@ -328,9 +338,23 @@ int run_pipeline(const pipeline_options& o) {
       return exit_ok;
     }
     report = reconcile(sink, cfg);
-    std::ofstream(std::filesystem::path(*o.out_dir) / "reconciliation.json")
-        << report.json.dump(2) << '\n';
+    {
+      const auto path = std::filesystem::path(*o.out_dir) / "reconciliation.json";
+      std::ofstream out(path);
+      out << report.json.dump(2) << '\n';
+      out.close();
+      if (!out) {
+        std::cerr << name << ": write failed: " << path.string() << "\n";
+        return exit_engine_failure;
+      }
+    }
     print_summary(sink, report, *o.out_dir);
+    // Every file is written and closed, and every record committed: the process ends here
+    // rather than taking the run's state down piece by piece (at 1M events, freeing the events,
+    // windows and totals took 0.7 s on one thread); the kernel reclaims it at once.
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(report.ok ? exit_ok : exit_check_failed);
   }
   return report.ok ? exit_ok : exit_check_failed;
 }

@@ -398,7 +398,7 @@ private:
   void reject(std::uint64_t position, std::string reason, std::string detail,
               const std::string& raw) {
     ++source_.rejected;
-    driver_.sink().add_rejected({position, std::move(reason), std::move(detail), raw});
+    driver_.add_rejected({position, std::move(reason), std::move(detail), raw});
   }
 
   // The configuration's price books followed by the versions published in the store.

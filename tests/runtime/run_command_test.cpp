@@ -248,6 +248,45 @@ TEST_CASE("run: output files are byte-identical across runs, threads, partitions
   }
 }
 
+TEST_CASE("run: a run into a directory an earlier run wrote leaves exactly its own files",
+          "[cli][run]") {
+  temp_dir dir;
+  const fs::path config = examples + "/config.json", events = examples + "/events.ndjson";
+  REQUIRE(run(config, events, dir / "fresh").status == 0);
+  REQUIRE(run(config, events, dir / "again").status == 0);
+  // What an earlier run with other input could have left: longer invoices (rewritten in place,
+  // they must be cut to the new length), longer record files, an invoice this run does not
+  // issue, and a record file that is a symbolic link (kept, and written through).
+  const auto invoices = files_under(dir / "again" / "invoices");
+  REQUIRE(!invoices.empty());
+  for (const auto& [name, bytes] : invoices)
+    write_file(dir / "again" / "invoices" / name, bytes + std::string(5000, ' ') + "stale\n");
+  write_file(dir / "again" / "charges.ndjson", std::string(100000, 'x'));
+  write_file(dir / "again" / "invoices" / "inv_gone_2023-12.json", "{}\n");
+  write_file(dir / "elsewhere.ndjson", std::string(100000, 'y'));
+  fs::remove(dir / "again" / "aggregates.ndjson");
+  fs::create_symlink(dir / "elsewhere.ndjson", dir / "again" / "aggregates.ndjson");
+
+  REQUIRE(run(config, events, dir / "again").status == 0);
+  CHECK(fs::is_symlink(dir / "again" / "aggregates.ndjson"));
+  CHECK(read_file(dir / "elsewhere.ndjson") == read_file(dir / "fresh" / "aggregates.ndjson"));
+  fs::remove(dir / "again" / "aggregates.ndjson");
+  fs::remove(dir / "fresh" / "aggregates.ndjson");
+  CHECK(compare_outputs(dir / "fresh", dir / "again") == "");
+}
+
+TEST_CASE("run: a record file that cannot be written stops the run with a message naming it",
+          "[cli][run]") {
+  temp_dir dir;
+  fs::create_directories(dir / "out");
+  // A full disk: /dev/full fails every write with ENOSPC.
+  fs::create_symlink("/dev/full", dir / "out" / "charges.ndjson");
+  const auto r = run(examples + "/config.json", examples + "/events.ndjson", dir / "out");
+  CHECK(r.status == 4);
+  CHECK(r.out.find("write failed: charges.ndjson") != std::string::npos);
+  CHECK(!fs::exists(dir / "out" / "reconciliation.json"));
+}
+
 TEST_CASE("run: random scenarios: invoices add up to the direct pricing of the deduplicated "
           "events, whatever the arrival order",
           "[cli][run]") {
