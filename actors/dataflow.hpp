@@ -138,14 +138,35 @@ struct partition_output {
   }
   // Every kind of record in its global order.
   void sort_by_key() {
-    auto sort = [](auto& v) {
-      std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key < b.key; });
-    };
-    sort(aggregates);
-    sort(charges);
-    sort(unpriced);
-    sort(invoices);
-    sort(rerate_runs);
+    sort_records(aggregates);
+    sort_records(charges);
+    sort_records(unpriced);
+    sort_records(invoices);
+    sort_records(rerate_runs);
+  }
+
+private:
+  // Records are large (a charge holds some twenty strings and its id lists): they are not
+  // swapped around by the sort. Their positions are sorted, and each record moves once. Input
+  // that is in order already (one stage's output often is) is only checked.
+  template <class Record>
+  static void sort_records(std::vector<keyed<Record>>& v) {
+    const auto by_key = [](const auto& a, const auto& b) { return a.key < b.key; };
+    if (std::is_sorted(v.begin(), v.end(), by_key))
+      return;
+    std::vector<std::uint32_t> order(v.size());
+    for (std::uint32_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    // Ties (which order keys do not have) keep their input order.
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      const auto c = v[a].key <=> v[b].key;
+      return c < 0 || (c == 0 && a < b);
+    });
+    std::vector<keyed<Record>> sorted;
+    sorted.reserve(v.size());
+    for (std::uint32_t i : order)
+      sorted.push_back(std::move(v[i]));
+    v = std::move(sorted);
   }
 };
 

@@ -73,7 +73,7 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
   c.trigger = trigger;
   if (current)
     c.supersedes_charge_id = current->charge_id.str();
-  c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric, format_rfc3339(start),
+  c.charge_id = persistence::content_id({"charge", c.customer_id, c.metric, pricing::rfc3339(start),
                                          c.supersedes_charge_id.value_or("")});
   c.calculation = std::move(*r.charge);
   c.source_event_ids = source_ids();

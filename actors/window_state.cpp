@@ -166,8 +166,8 @@ decimal window_aggregate::period_quantity(config::aggregation kind,
 
 std::string aggregation_id(const std::string& customer, const std::string& metric,
                            timestamp window_start, std::uint32_t revision) {
-  return persistence::content_id({"aggregate", customer, metric,
-                                  pricing::format_rfc3339(window_start), std::to_string(revision)});
+  return persistence::content_id(
+      {"aggregate", customer, metric, pricing::rfc3339(window_start), std::to_string(revision)});
 }
 
 persistence::aggregate_record make_aggregate_record(const std::string& customer,

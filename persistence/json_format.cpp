@@ -2,6 +2,10 @@
 
 #include <stdexcept>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 namespace meterflow::persistence {
 
 using pricing::format_rfc3339;
@@ -334,13 +338,14 @@ namespace {
 // need escaping; anything else below 0x20 is escaped as \u00XX for safety.
 void append_string(std::string& out, std::string_view s) {
   out += '"';
-  // Copy runs of plain characters at once; escape the rest.
-  size_t run = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
+  const char* const p = s.data();
+  const size_t n = s.size();
+  size_t run = 0; // start of the plain characters not yet copied
+  auto step = [&](size_t i) {
+    const char c = p[i];
     if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
-      continue;
-    out.append(s.data() + run, i - run);
+      return;
+    out.append(p + run, i - run);
     run = i + 1;
     if (c == '"' || c == '\\') {
       out += '\\';
@@ -351,8 +356,27 @@ void append_string(std::string& out, std::string_view s) {
       out += hex[(c >> 4) & 0xF];
       out += hex[c & 0xF];
     }
+  };
+  size_t i = 0;
+#ifdef __SSE2__
+  // Every record string passes here (~700 MB for 1M events): 16 characters are checked at once,
+  // and a block with no '"', '\\' or byte below 0x20 (or above 0x7F: those take the exact
+  // check) is skipped whole.
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                space = _mm_set1_epi8(0x20);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i special =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)),
+                     _mm_cmplt_epi8(block, space));
+    if (_mm_movemask_epi8(special) != 0)
+      for (size_t k = i; k < i + 16; ++k)
+        step(k);
   }
-  out.append(s.data() + run, s.size() - run);
+#endif
+  for (; i < n; ++i)
+    step(i);
+  out.append(p + run, n - run);
   out += '"';
 }
 
@@ -391,8 +415,8 @@ void append_line(std::string& out, const aggregate_record& r) {
   append_field(out, "aggregation_id", r.aggregation_id);
   append_field(out, "customer_id", r.customer_id);
   append_field(out, "metric", r.metric);
-  append_field(out, "window_start", format_rfc3339(r.window_start));
-  append_field(out, "window_end", format_rfc3339(r.window_end));
+  append_field(out, "window_start", pricing::rfc3339(r.window_start));
+  append_field(out, "window_end", pricing::rfc3339(r.window_end));
   append_raw_field(out, "revision", std::to_string(r.revision));
   append_field(out, "kind", to_string(r.kind));
   append_raw_field(out, "is_final", r.is_final ? "true" : "false");
@@ -408,8 +432,8 @@ void append_line(std::string& out, const charge_record& r) {
   append_field(out, "charge_id", r.charge_id);
   append_field(out, "customer_id", r.customer_id);
   append_field(out, "metric", r.metric);
-  append_field(out, "window_start", format_rfc3339(r.window_start));
-  append_field(out, "window_end", format_rfc3339(r.window_end));
+  append_field(out, "window_start", pricing::rfc3339(r.window_start));
+  append_field(out, "window_end", pricing::rfc3339(r.window_end));
   append_field(out, "aggregation_id", r.aggregation_id);
   append_field(out, "quantity", r.quantity.to_string());
   append_field(out, "cumulative_before", c.cumulative_before.to_string());
@@ -418,9 +442,9 @@ void append_line(std::string& out, const charge_record& r) {
   append_field(out, "currency", c.currency);
   append_field(out, "price_book_id", c.price_book_id);
   append_field(out, "version", c.version);
-  append_field(out, "effective_from", format_rfc3339(c.effective_from));
+  append_field(out, "effective_from", pricing::rfc3339(c.effective_from));
   if (c.effective_until)
-    append_field(out, "effective_until", format_rfc3339(*c.effective_until));
+    append_field(out, "effective_until", pricing::rfc3339(*c.effective_until));
   else
     append_raw_field(out, "effective_until", "null");
   if (r.supersedes_charge_id)

@@ -1,6 +1,7 @@
 #include "pricing/time.hpp"
 
 #include <cstdio>
+#include <cstring>
 
 namespace meterflow::pricing {
 
@@ -136,13 +137,20 @@ result<timestamp> parse_rfc3339(std::string_view text) {
 }
 
 std::string format_rfc3339(timestamp t) {
+  const rfc3339_text text = rfc3339(t);
+  return std::string(text.data, text.size);
+}
+
+rfc3339_text rfc3339(timestamp t) {
   const timestamp day_index = floor_div(t, microseconds_per_day);
   const timestamp in_day = t - day_index * microseconds_per_day;
   const civil_date date = civil_from_days(day_index);
   const std::int64_t secs = in_day / microseconds_per_second;
   std::int64_t micros = in_day % microseconds_per_second;
   // Hand-formatted: this runs for every time of every record written.
-  char buf[32] = "0000-00-00T00:00:00";
+  rfc3339_text text;
+  char* const buf = text.data;
+  std::memcpy(buf, "0000-00-00T00:00:00", 19);
   auto put = [&](int pos, std::int64_t value, int width) {
     for (int i = width - 1; i >= 0; --i, value /= 10)
       buf[pos + i] = static_cast<char>('0' + value % 10);
@@ -165,7 +173,8 @@ std::string format_rfc3339(timestamp t) {
     n += digits;
   }
   buf[n++] = 'Z';
-  return std::string(buf, static_cast<size_t>(n));
+  text.size = static_cast<std::uint8_t>(n);
+  return text;
 }
 
 result<duration> parse_duration(std::string_view text) {

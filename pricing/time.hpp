@@ -26,6 +26,14 @@ inline constexpr timestamp max_timestamp = 253'402'300'799'999'999; // 9999-12-3
 result<timestamp> parse_rfc3339(std::string_view text);
 // "YYYY-MM-DDTHH:MM:SSZ", with ".ffffff" (trailing zeros trimmed) only when non-zero.
 std::string format_rfc3339(timestamp t);
+// The same text without a heap allocation (20 characters do not fit a short std::string), for
+// the paths that format a time for every record: it converts to std::string_view.
+struct rfc3339_text {
+  char data[32];
+  std::uint8_t size = 0;
+  operator std::string_view() const { return {data, size}; }
+};
+rfc3339_text rfc3339(timestamp t);
 
 // "<n>us|ms|s|m|h|d", a non-negative integer count: "90s", "5m", "1h", "1d".
 result<duration> parse_duration(std::string_view text);

@@ -68,6 +68,33 @@ TEST_CASE("fast NDJSON writers give exactly the JSON of the record", "[persisten
   CHECK(fast == p::to_line(p::to_json(a)) + "\n");
 }
 
+TEST_CASE("fast NDJSON writers escape at any position of long and short strings",
+          "[persistence][json]") {
+  // Strings are checked 16 characters at a time: a '"' or '\\' at each position of strings of
+  // 1 to 40 characters, in the first block, a later block and the tail.
+  p::aggregate_record a;
+  a.aggregation_id = std::string(37, 'a');
+  a.customer_id = "c";
+  a.metric = "m";
+  for (std::size_t length = 1; length <= 40; ++length)
+    for (std::size_t at = 0; at < length; ++at)
+      for (char special : {'"', '\\'}) {
+        std::string id(length, 'x');
+        id[at] = special;
+        a.event_ids.push_back(id);
+      }
+  a.event_count = a.event_ids.size();
+  std::string fast;
+  p::append_line(fast, a);
+  CHECK(fast == p::to_line(p::to_json(a)) + "\n");
+  // Control characters (never in validated ids) are escaped too, and read back exactly.
+  a.event_ids = {std::string("0123456789abcdef\x01tail"), std::string(20, '\x1f'),
+                 "\t\n" + std::string(30, 'z') + "\r"};
+  fast.clear();
+  p::append_line(fast, a);
+  CHECK(nlohmann::json::parse(fast)["event_ids"].get<std::vector<std::string>>() == a.event_ids);
+}
+
 TEST_CASE("charge JSON carries the explanation with exact amounts", "[persistence][json]") {
   const auto j = p::to_json(sample_charge(true));
   CHECK(j["amount"] == "18.720000000000");
