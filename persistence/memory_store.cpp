@@ -73,7 +73,9 @@ append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
   const auto index = static_cast<std::uint32_t>(events_.size());
   slots_[at] = index + 1;
   slot_hashes_[at] = h;
-  by_customer_[e.customer_id].push_back(index);
+  customer_events& of = by_customer_[e.customer_id];
+  of.indexes.push_back(index);
+  of.times.push_back(e.event_time);
   events_.push_back(std::move(e));
   positions_.push_back(source_position);
   return append_outcome::accepted;
@@ -100,7 +102,14 @@ std::optional<std::uint32_t> memory_store::index_at(std::uint64_t source_positio
 const std::vector<std::uint32_t>& memory_store::events_of(const std::string& customer_id) const {
   static const std::vector<std::uint32_t> none;
   auto it = by_customer_.find(customer_id);
-  return it == by_customer_.end() ? none : it->second;
+  return it == by_customer_.end() ? none : it->second.indexes;
+}
+
+const std::vector<pricing::timestamp>&
+memory_store::event_times_of(const std::string& customer_id) const {
+  static const std::vector<pricing::timestamp> none;
+  auto it = by_customer_.find(customer_id);
+  return it == by_customer_.end() ? none : it->second.times;
 }
 
 } // namespace meterflow::persistence

@@ -33,6 +33,8 @@ public:
   const event& at(std::uint32_t index) const override { return events_[index]; }
   std::uint64_t source_position(std::uint32_t index) const override { return positions_[index]; }
   const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override;
+  const std::vector<pricing::timestamp>&
+  event_times_of(const std::string& customer_id) const override;
   std::optional<std::uint32_t> index_at(std::uint64_t source_position) const override;
 
 private:
@@ -49,7 +51,11 @@ private:
   // Duplicate, conflict or replayed: `e` against the stored event at `index` with its key.
   append_outcome outcome_of_stored(std::uint32_t index, const event& e,
                                    std::uint64_t source_position) const;
-  std::unordered_map<std::string, std::vector<std::uint32_t>> by_customer_;
+  struct customer_events {
+    std::vector<std::uint32_t> indexes;
+    std::vector<pricing::timestamp> times; // of indexes[i]
+  };
+  std::unordered_map<std::string, customer_events> by_customer_;
 };
 
 } // namespace meterflow::persistence

@@ -40,6 +40,10 @@ public:
   const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override {
     return events_.events_of(customer_id);
   }
+  const std::vector<pricing::timestamp>&
+  event_times_of(const std::string& customer_id) const override {
+    return events_.event_times_of(customer_id);
+  }
   std::optional<std::uint32_t> index_at(std::uint64_t source_position) const override {
     return events_.index_at(source_position);
   }

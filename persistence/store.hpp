@@ -52,6 +52,10 @@ public:
   virtual std::uint64_t source_position(std::uint32_t index) const = 0;
   // Indexes of the customer's events, in append order.
   virtual const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const = 0;
+  // The event times of events_of(customer_id), position for position: a scan for a time range
+  // (a re-rate's windows) reads this compact array and touches only the events in range.
+  virtual const std::vector<pricing::timestamp>&
+  event_times_of(const std::string& customer_id) const = 0;
   // The index of the event stored from input position `source_position`, if any.
   virtual std::optional<std::uint32_t> index_at(std::uint64_t source_position) const = 0;
 };

@@ -283,6 +283,10 @@ TEST_CASE("events: accepted, duplicate and conflicting copies", "[persistence][s
     CHECK(s.events_of("c1") == std::vector<std::uint32_t>{0, 1, 3});
     CHECK(s.events_of("c2") == std::vector<std::uint32_t>{2});
     CHECK(s.events_of("nobody").empty());
+    CHECK(s.event_times_of("c1") == std::vector<meterflow::pricing::timestamp>{s.at(0).event_time,
+                                                                               s.at(1).event_time,
+                                                                               s.at(3).event_time});
+    CHECK(s.event_times_of("nobody").empty());
   });
 }
 
@@ -333,6 +337,15 @@ TEST_CASE("events: source positions, and replay gives the same events in the sam
     CHECK(s.events_of("c1") == std::vector<std::uint32_t>{0, 1, 2, 3, 4, 6});
     CHECK(s.events_of("c3") == std::vector<std::uint32_t>{5});
     CHECK(s.events_of("c2").empty()); // partition 1's customer
+    // Their times, position for position (a re-rate scans these).
+    for (const char* customer : {"c1", "c2", "c3"}) {
+      INFO(customer);
+      const auto& indexes = s.events_of(customer);
+      const auto& times = s.event_times_of(customer);
+      REQUIRE(times.size() == indexes.size());
+      for (std::size_t i = 0; i < indexes.size(); ++i)
+        CHECK(times[i] == s.at(indexes[i]).event_time);
+    }
 
     // Dedup continues over the reloaded history, and appending continues its order.
     const auto again = s.append_batch(
