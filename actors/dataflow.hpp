@@ -202,6 +202,7 @@ struct window_final {
   std::uint32_t revision = 0;
   std::string aggregation_id;
   window_aggregate aggregate{config::aggregation::count};
+  persistence::id_list event_ids; // the final aggregate record's, for the window's charge
 };
 
 // The current charge of a window (or of a period, for period-level meters).

@@ -86,6 +86,7 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
 
 void rating_state::add_final(std::uint64_t step, window_final&& w) {
   emit_.step = step;
+  persistence::id_list event_ids = std::move(w.event_ids);
   // Final windows come in window order: the end is the right hint (O(1), no walk down the tree).
   final_window& fw = windows_
                          .insert_or_assign(windows_.end(), w.start,
@@ -101,8 +102,14 @@ void rating_state::add_final(std::uint64_t step, window_final&& w) {
   const decimal after = cumulative_ + q;
   emit_rating(
       phase::finalize, w.end, w.start, w.end, fw.aggregation_id,
-      [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(w.start, cumulative_, after),
-      charge_trigger::window_final, fw.charge, fw.unpriced_quantity, false);
+      [&] {
+        // The final aggregate's list when the window stage sent it (a restore may not).
+        return event_ids.size() == fw.aggregate.event_count()
+                   ? std::move(event_ids)
+                   : persistence::id_list(fw.aggregate.sorted_event_ids());
+      },
+      q, rate(w.start, cumulative_, after), charge_trigger::window_final, fw.charge,
+      fw.unpriced_quantity, false);
   cumulative_ = after;
   update_line(w.start, q, fw.charge);
 }

@@ -44,6 +44,7 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
             f.final.end = st.end;
             f.final.revision = st.revisions - 1;
             f.final.aggregation_id = f.output.records.aggregates.back().record.aggregation_id;
+            f.final.event_ids = f.output.records.aggregates.back().record.event_ids;
             f.final.aggregate = std::move(st.aggregate);
             st.aggregate = window_aggregate(st.meter->kind);
             self->send(st.partition, final_atom::value, std::move(f));

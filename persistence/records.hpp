@@ -7,6 +7,8 @@
 #include "pricing/rating.hpp"
 
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,46 @@ namespace meterflow::persistence {
 
 using pricing::decimal;
 using pricing::timestamp;
+
+// A record's list of source event ids: immutable once made, and shared by copies. A window's
+// final aggregate and the charge rated from it list the same events: one list, not a second
+// sort and copy of every id. Reads like a const std::vector<std::string>.
+class id_list {
+public:
+  using value_type = std::string;
+  using const_iterator = std::vector<std::string>::const_iterator;
+
+  id_list() = default;
+  id_list(std::vector<std::string> ids)
+      : ids_(ids.empty() ? nullptr
+                         : std::make_shared<const std::vector<std::string>>(std::move(ids))) {}
+  id_list(std::initializer_list<std::string> ids) : id_list(std::vector<std::string>(ids)) {}
+
+  const std::vector<std::string>& vec() const { return ids_ ? *ids_ : none(); }
+  operator const std::vector<std::string>&() const { return vec(); }
+  std::size_t size() const { return vec().size(); }
+  bool empty() const { return vec().empty(); }
+  const_iterator begin() const { return vec().begin(); }
+  const_iterator end() const { return vec().end(); }
+  const std::string& operator[](std::size_t i) const { return vec()[i]; }
+
+  friend bool operator==(const id_list& a, const id_list& b) { return a.vec() == b.vec(); }
+  friend bool operator==(const id_list& a, const std::vector<std::string>& b) {
+    return a.vec() == b;
+  }
+
+private:
+  static const std::vector<std::string>& none() {
+    static const std::vector<std::string> empty;
+    return empty;
+  }
+  std::shared_ptr<const std::vector<std::string>> ids_;
+};
+
+template <class BasicJson>
+void to_json(BasicJson& j, const id_list& ids) {
+  j = ids.vec();
+}
 
 enum class aggregate_kind { provisional, final, reaggregated };
 const char* to_string(aggregate_kind kind);
@@ -30,7 +72,7 @@ struct aggregate_record {
   bool is_final = false;
   decimal value;
   std::uint64_t event_count = 0;
-  std::vector<std::string> event_ids; // the source events, in event_time, event_id order
+  id_list event_ids; // the source events, in event_time, event_id order
 };
 
 enum class charge_trigger { window_final, period_close, rerate };
@@ -48,7 +90,7 @@ struct charge_record {
   std::optional<std::string> supersedes_charge_id;
   pricing::charge_explanation calculation; // version, model, cumulative, tiers, formula, amount
   std::uint64_t source_event_count = 0;
-  std::vector<std::string> source_event_ids;
+  id_list source_event_ids; // the final aggregate's, shared
 
   const decimal& amount() const { return calculation.amount; }
 };
