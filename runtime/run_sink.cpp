@@ -117,15 +117,25 @@ void run_sink::set_counters(const source_counters& source,
 
 std::uint32_t chain_totals::scope_of(const std::string& customer_id, const std::string& metric,
                                      const std::string& currency) {
-  auto it = scopes_of_customer_.find(std::string_view(customer_id));
-  if (it == scopes_of_customer_.end())
-    it = scopes_of_customer_.try_emplace(customer_id).first;
-  for (std::uint32_t index : it->second)
-    if (scopes[index].metric == metric && scopes[index].currency == currency)
+  std::uint32_t mc = 0;
+  while (mc < metric_currencies_.size() &&
+         (metric_currencies_[mc].first != metric || metric_currencies_[mc].second != currency))
+    ++mc;
+  if (mc == metric_currencies_.size())
+    metric_currencies_.emplace_back(metric, currency);
+  if (!last_scopes_ || last_customer_ != customer_id) {
+    auto it = scopes_of_customer_.find(std::string_view(customer_id));
+    if (it == scopes_of_customer_.end())
+      it = scopes_of_customer_.try_emplace(customer_id).first;
+    last_customer_ = customer_id;
+    last_scopes_ = &it->second;
+  }
+  for (const auto& [known_mc, index] : *last_scopes_)
+    if (known_mc == mc)
       return index;
   const auto index = static_cast<std::uint32_t>(scopes.size());
   scopes.push_back({customer_id, metric, currency});
-  it->second.push_back(index);
+  last_scopes_->emplace_back(mc, index);
   return index;
 }
 

@@ -75,14 +75,20 @@ struct chain_totals {
   std::vector<persistence::unpriced_window> unpriced_listings;
 
 private:
-  // Looked up by customer without building a key (transparent hashing): the customer's few
-  // scopes are then compared by metric and currency. Once per record: it must not allocate.
+  // Looked up once per record, so it must not allocate or chase pointers: the customer by
+  // transparent hashing (no key built), or not at all when the record before had the same
+  // customer (records come sorted by customer within a step); then the customer's few scopes
+  // by an interned metric x currency number.
   struct text_hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
-  std::unordered_map<std::string, std::vector<std::uint32_t>, text_hash, std::equal_to<>>
-      scopes_of_customer_;
+  using customer_scopes = std::vector<std::pair<std::uint32_t, std::uint32_t>>; // (mc, scope)
+  std::unordered_map<std::string, customer_scopes, text_hash, std::equal_to<>> scopes_of_customer_;
+  std::vector<std::pair<std::string, std::string>>
+      metric_currencies_; // interned (metric, currency)
+  std::string last_customer_;
+  customer_scopes* last_scopes_ = nullptr; // of last_customer_ (map nodes do not move)
 };
 
 class run_sink {
