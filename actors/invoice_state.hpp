@@ -6,6 +6,7 @@
 // actor feeds it and forwards what it emits.
 
 #include "actors/dataflow.hpp"
+#include "actors/flat_map.hpp"
 
 #include <map>
 #include <optional>
@@ -70,7 +71,7 @@ private:
   const config::configuration& cfg_;
   std::string customer_id_;
   pricing::period period_;
-  std::map<std::string, std::map<timestamp, window_line>> metrics_; // metric -> window start
+  std::map<std::string, flat_map<timestamp, window_line>> metrics_; // metric -> window start
   bool issued_ = false;
   int corrections_ = 0;
   std::map<std::string, billed_line> billed_;
