@@ -7,6 +7,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <optional>
 
 namespace meterflow::actors {
 
@@ -58,9 +59,12 @@ struct window_identity {
   timestamp end = 0;
 };
 
-// One batch segment's events of one window: one message per window, never one per event.
+// One batch segment's events of one window: one message per window, never one per event. A
+// window's first segment also says which window the actor aggregates from now on (one message
+// less per window than a separate "open").
 struct window_inputs {
   std::vector<window_input> inputs;
+  std::optional<window_identity> opens;
 };
 
 // A window's final aggregate record, and the aggregate itself for the rating stage.
@@ -114,7 +118,6 @@ using admit_atom = caf::atom_constant<caf::atom("admit")>;
 using adopt_atom = caf::atom_constant<caf::atom("adopt")>;
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using restore_atom = caf::atom_constant<caf::atom("restore")>;
-using open_atom = caf::atom_constant<caf::atom("open")>;
 using add_atom = caf::atom_constant<caf::atom("add")>;
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using finalize_atom = caf::atom_constant<caf::atom("finalize")>;

@@ -37,9 +37,9 @@ using partition_actor =
                      caf::reacts_to<done_atom, stage_output>,
                      caf::reacts_to<final_atom, finalized_window>>;
 
-using window_actor = caf::typed_actor<
-    caf::reacts_to<open_atom, window_identity>, caf::reacts_to<add_atom, window_inputs>,
-    caf::reacts_to<close_atom, std::uint64_t>, caf::reacts_to<finalize_atom, std::uint64_t>>;
+using window_actor = caf::typed_actor<caf::reacts_to<add_atom, window_inputs>,
+                                      caf::reacts_to<close_atom, std::uint64_t>,
+                                      caf::reacts_to<finalize_atom, std::uint64_t>>;
 
 using invoice_actor = caf::typed_actor<caf::reacts_to<lines_atom, line_updates>,
                                        caf::reacts_to<adopt_atom, stored_invoices>,

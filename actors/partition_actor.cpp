@@ -130,7 +130,6 @@ void partition_actor_state::add_event(std::uint32_t index) {
         slot->handle = std::move(idle_windows.back());
         idle_windows.pop_back();
       }
-      self->send(slot->handle, open_atom::value, window_identity{e.customer_id, &m, start, end});
       slot->customer_id = e.customer_id;
       slot->meter = &m;
       slot->start = start;
@@ -159,8 +158,14 @@ void partition_actor_state::add_event(std::uint32_t index) {
 
 // One message per window with the events it got since the last one.
 void partition_actor_state::flush_inputs() {
-  for (window_entry* w : with_inputs)
-    self->send(w->handle, add_atom::value, window_inputs{std::move(w->inputs)});
+  for (window_entry* w : with_inputs) {
+    window_inputs in{std::move(w->inputs), std::nullopt};
+    if (!w->opened) {
+      in.opens = window_identity{w->customer_id, w->meter, w->start, w->end};
+      w->opened = true;
+    }
+    self->send(w->handle, add_atom::value, std::move(in));
+  }
   with_inputs.clear();
 }
 

@@ -51,6 +51,7 @@ struct partition_actor_state {
     const config::meter* meter = nullptr;
     timestamp start = 0;
     timestamp end = 0;
+    bool opened = false; // its window actor was told (with its first events)
     bool closed = false;
     bool dirty = false;               // changed since its last provisional aggregate
     std::vector<window_input> inputs; // events not sent to the window actor yet

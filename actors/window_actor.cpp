@@ -18,16 +18,17 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
                                kind, st.aggregate)});
     return out;
   };
-  return {[self](open_atom, window_identity& w) {
+  return {[self](add_atom, window_inputs& in) {
             auto& st = self->state;
-            st.customer_id = std::move(w.customer_id);
-            st.meter = w.meter;
-            st.start = w.start;
-            st.end = w.end;
-            st.aggregate = window_aggregate(w.meter->kind);
-            st.revisions = 0;
-          },
-          [self](add_atom, const window_inputs& in) {
+            if (in.opens) {
+              window_identity& w = *in.opens;
+              st.customer_id = std::move(w.customer_id);
+              st.meter = w.meter;
+              st.start = w.start;
+              st.end = w.end;
+              st.aggregate = window_aggregate(w.meter->kind);
+              st.revisions = 0;
+            }
             for (const window_input& i : in.inputs)
               self->state.aggregate.add(*i.event, i.reading);
           },
