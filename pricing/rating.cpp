@@ -1,6 +1,7 @@
 #include "pricing/rating.hpp"
 
-#include <map>
+#include <algorithm>
+#include <vector>
 
 namespace meterflow::pricing {
 
@@ -65,24 +66,45 @@ result<charge_explanation> rate_increment(const price_book& book, const price_bo
   out.price_after = p_after->amount;
   out.amount = *amount;
 
-  // Per tier, what this increment added: the tier's line after minus its line before.
-  std::map<int, tier_line> delta;
+  // Per tier, what this increment added: the tier's line after minus its line before. Models
+  // have a few tiers, so a vector in tier order (this runs once per rated window).
+  std::vector<tier_line> delta;
+  const auto line_of = [&](const tier_line& l) -> tier_line& {
+    auto it = std::lower_bound(delta.begin(), delta.end(), l.tier,
+                               [](const tier_line& d, int tier) { return d.tier < tier; });
+    if (it == delta.end() || it->tier != l.tier)
+      it = delta.insert(it, tier_line{l.tier, {}, l.unit_price, {}, {}});
+    return *it;
+  };
   for (const tier_line& l : p_after->tiers)
-    delta[l.tier] = l;
+    line_of(l) = l;
   for (const tier_line& l : p_before->tiers) {
-    auto [it, inserted] = delta.try_emplace(l.tier, tier_line{l.tier, {}, l.unit_price, {}, {}});
-    it->second.units -= l.units;
-    it->second.flat_fee -= l.flat_fee;
-    it->second.amount -= l.amount;
+    tier_line& d = line_of(l);
+    d.units -= l.units;
+    d.flat_fee -= l.flat_fee;
+    d.amount -= l.amount;
   }
-  for (const auto& [tier_no, l] : delta)
+  for (tier_line& l : delta)
     if (!l.units.is_zero() || !l.amount.is_zero())
-      out.tiers.push_back(l);
+      out.tiers.push_back(std::move(l));
 
-  out.formula = std::string(to_string(model.kind)) + " " + book.id + "/" + version.version +
-                ": P(" + after.to_string() + ") - P(" + before.to_string() +
-                ") = " + out.price_after.to_string() + " - " + out.price_before.to_string() +
-                " = " + out.amount.to_string();
+  std::string& f = out.formula;
+  f.reserve(96);
+  f += to_string(model.kind);
+  f += ' ';
+  f += book.id;
+  f += '/';
+  f += version.version;
+  f += ": P(";
+  f += after.to_string();
+  f += ") - P(";
+  f += before.to_string();
+  f += ") = ";
+  f += out.price_after.to_string();
+  f += " - ";
+  f += out.price_before.to_string();
+  f += " = ";
+  f += out.amount.to_string();
   return out;
 }
 
