@@ -238,6 +238,8 @@ int run_pipeline(const pipeline_options& o) {
                       driver_options{o.partitions, faults, o.out_dir, o.store_url, o.serve, {}});
     } catch (const persistence::store_error& e) {
       throw usage_error(std::string("--store: ") + e.what());
+    } catch (const output_error& e) {
+      throw usage_error(std::string("--out: ") + e.what());
     }
     engine_driver& d = *started;
     if (faults.break_chain)

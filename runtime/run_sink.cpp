@@ -92,17 +92,21 @@ run_sink::run_sink(std::optional<std::filesystem::path> out_dir, bool retain)
     : dir_(std::move(out_dir)), retain_(retain) {
   if (!dir_)
     return;
-  std::filesystem::create_directories(*dir_ / "invoices");
-  // A rerun into the same directory must not leave invoices of an earlier run behind; they are
-  // removed at seal() unless this run rewrote them (rewriting in place is much cheaper for the
-  // file system than deleting and creating thousands of files).
-  for (const auto& entry : std::filesystem::directory_iterator(*dir_ / "invoices"))
-    if (entry.path().extension() == ".json")
-      stale_invoice_files_.insert(entry.path().filename().string());
-  charges_file_ = open_for_write(*dir_ / "charges.ndjson");
-  aggregates_file_ = open_for_write(*dir_ / "aggregates.ndjson");
-  unpriced_file_ = open_for_write(*dir_ / "unpriced.ndjson");
-  rejected_file_ = open_for_write(*dir_ / "rejected.ndjson");
+  try {
+    std::filesystem::create_directories(*dir_ / "invoices");
+    // A rerun into the same directory must not leave invoices of an earlier run behind; they
+    // are removed at seal() unless this run rewrote them (rewriting in place is much cheaper
+    // for the file system than deleting and creating thousands of files).
+    for (const auto& entry : std::filesystem::directory_iterator(*dir_ / "invoices"))
+      if (entry.path().extension() == ".json")
+        stale_invoice_files_.insert(entry.path().filename().string());
+    charges_file_ = open_for_write(*dir_ / "charges.ndjson");
+    aggregates_file_ = open_for_write(*dir_ / "aggregates.ndjson");
+    unpriced_file_ = open_for_write(*dir_ / "unpriced.ndjson");
+    rejected_file_ = open_for_write(*dir_ / "rejected.ndjson");
+  } catch (const std::exception& e) {
+    throw output_error(e.what()); // before any event is read: the command's usage error
+  }
 }
 
 void run_sink::add(actors::partition_output&& out) {

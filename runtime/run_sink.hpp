@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -26,6 +27,13 @@ namespace meterflow::runtime {
 struct source_counters {
   std::uint64_t received = 0; // non-blank lines
   std::uint64_t rejected = 0; // invalid lines (conflicts are counted by the partitions)
+};
+
+// The output directory cannot be made or its files opened (a sink is made before any input is
+// read).
+class output_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
 };
 
 // The file name of an invoice under DIR/invoices/ ("inv_c1_2024-01.json").

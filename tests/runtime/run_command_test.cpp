@@ -287,6 +287,17 @@ TEST_CASE("run: a record file that cannot be written stops the run with a messag
   CHECK(!fs::exists(dir / "out" / "reconciliation.json"));
 }
 
+TEST_CASE("run: an output directory that cannot be made is a usage error naming --out",
+          "[cli][run]") {
+  temp_dir dir;
+  write_file(dir / "a_file", "not a directory\n");
+  const auto r =
+      run(examples + "/config.json", examples + "/events.ndjson", dir / "a_file" / "out");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--out: ") != std::string::npos);
+  CHECK(r.out.find("a_file") != std::string::npos);
+}
+
 TEST_CASE("run: random scenarios: invoices add up to the direct pricing of the deduplicated "
           "events, whatever the arrival order",
           "[cli][run]") {
