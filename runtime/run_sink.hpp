@@ -44,6 +44,12 @@ std::string invoice_file_name(const std::string& invoice_id);
 // interned customer x metric scope and packed ids, not strings: a run keeps one entry per
 // window and per charge until its end, so their size is the run's memory per event.
 struct chain_totals {
+  // last_scopes_ points into scopes_of_customer_: moving keeps the map's nodes, copying not.
+  chain_totals() = default;
+  chain_totals(chain_totals&&) = default;
+  chain_totals& operator=(chain_totals&&) = default;
+  chain_totals(const chain_totals&) = delete;
+  chain_totals& operator=(const chain_totals&) = delete;
   struct scope {
     std::string customer_id, metric, currency;
   };
