@@ -70,7 +70,8 @@ struct partition_actor_state {
   using scope_key = std::tuple<std::string, std::string, timestamp>;  // customer, metric, period
   using invoice_key = std::pair<std::string, timestamp>;              // customer, period
 
-  struct window_key_hash {
+  // Window and scope keys alike: (customer, metric, a time).
+  struct key_hash {
     std::size_t operator()(const window_key& k) const {
       const std::size_t a = std::hash<std::string>()(std::get<0>(k));
       const std::size_t b = std::hash<std::string>()(std::get<1>(k));
@@ -79,14 +80,14 @@ struct partition_actor_state {
   };
   // Open windows, looked up once per event and never iterated: a hash map (a tree of
   // string tuples cost a walk of string comparisons per event).
-  std::unordered_map<window_key, std::unique_ptr<window_entry>, window_key_hash> windows;
+  std::unordered_map<window_key, std::unique_ptr<window_entry>, key_hash> windows;
   std::multimap<timestamp, window_entry*> to_close;    // by end
   std::multimap<timestamp, window_entry*> to_finalize; // by end + lateness
   std::vector<window_entry*> dirty_closing;
   std::vector<window_entry*> with_inputs;
   std::vector<window_actor> idle_windows; // window actors whose window is final
   // Looked up twice per final window; iterated only to send each its own message: a hash map.
-  std::unordered_map<scope_key, std::unique_ptr<scope_entry>, window_key_hash> scopes;
+  std::unordered_map<scope_key, std::unique_ptr<scope_entry>, key_hash> scopes;
   std::multimap<timestamp, scope_entry*> period_close; // period-level meters, by end + lateness
   std::map<invoice_key, std::unique_ptr<invoice_entry>> invoices;
   std::multimap<timestamp, invoice_entry*> invoice_due; // by period end + lateness

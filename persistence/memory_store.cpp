@@ -99,17 +99,10 @@ std::optional<std::uint32_t> memory_store::index_at(std::uint64_t source_positio
   return static_cast<std::uint32_t>(it - positions_.begin());
 }
 
-const std::vector<std::uint32_t>& memory_store::events_of(const std::string& customer_id) const {
-  static const std::vector<std::uint32_t> none;
+const memory_store::customer_events& memory_store::of(const std::string& customer_id) const {
+  static const customer_events none;
   auto it = by_customer_.find(customer_id);
-  return it == by_customer_.end() ? none : it->second.indexes;
-}
-
-const std::vector<pricing::timestamp>&
-memory_store::event_times_of(const std::string& customer_id) const {
-  static const std::vector<pricing::timestamp> none;
-  auto it = by_customer_.find(customer_id);
-  return it == by_customer_.end() ? none : it->second.times;
+  return it == by_customer_.end() ? none : it->second;
 }
 
 } // namespace meterflow::persistence

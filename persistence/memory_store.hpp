@@ -32,9 +32,13 @@ public:
   std::size_t size() const override { return events_.size(); }
   const event& at(std::uint32_t index) const override { return events_[index]; }
   std::uint64_t source_position(std::uint32_t index) const override { return positions_[index]; }
-  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override;
+  const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const override {
+    return of(customer_id).indexes;
+  }
   const std::vector<pricing::timestamp>&
-  event_times_of(const std::string& customer_id) const override;
+  event_times_of(const std::string& customer_id) const override {
+    return of(customer_id).times;
+  }
   std::optional<std::uint32_t> index_at(std::uint64_t source_position) const override;
 
 private:
@@ -56,6 +60,7 @@ private:
     std::vector<pricing::timestamp> times; // of indexes[i]
   };
   std::unordered_map<std::string, customer_events> by_customer_;
+  const customer_events& of(const std::string& customer_id) const; // empty for a stranger
 };
 
 } // namespace meterflow::persistence

@@ -224,8 +224,7 @@ void engine_driver::settle_sink() {
   writer_->drain();
   sink_.add(std::move(staged_));
   staged_ = {};
-  for (auto& r : staged_rejected_)
-    sink_.add_rejected(std::move(r));
+  sink_.add_rejected(std::move(staged_rejected_));
   staged_rejected_.clear();
 }
 

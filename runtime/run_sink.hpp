@@ -114,6 +114,10 @@ public:
 
   void add(actors::partition_output&& out);
   void add_rejected(persistence::rejected_line&& r) { pending_rejected_.push_back(std::move(r)); }
+  void add_rejected(std::vector<persistence::rejected_line>&& rs) {
+    pending_rejected_.insert(pending_rejected_.end(), std::make_move_iterator(rs.begin()),
+                             std::make_move_iterator(rs.end()));
+  }
   // Orders and writes what was added since the last flush; rejected lines up to input line
   // `upto_line` (later ones may still be joined by earlier-numbered conflicts).
   void flush(std::uint64_t upto_line);

@@ -49,8 +49,7 @@ void sink_thread::loop() {
     std::exception_ptr failed;
     try {
       sink_.add(std::move(b.output));
-      for (auto& r : b.rejected)
-        sink_.add_rejected(std::move(r));
+      sink_.add_rejected(std::move(b.rejected));
       sink_.flush(b.upto_line);
     } catch (...) {
       failed = std::current_exception();
