@@ -188,10 +188,11 @@ private:
   std::uint64_t seq_ = 0;
 };
 
-// An event for a window actor, with what it contributes to the window's meter. The event lives
-// in the partition's append-only store, which never moves what it holds.
+// An event for a window actor, with what it contributes to the window's meter. The event id
+// lives in the partition's append-only store, which never moves what it holds.
 struct window_input {
-  const persistence::event* event = nullptr;
+  timestamp event_time = 0;
+  const char* event_id = nullptr; // NUL-terminated
   meter_reading reading;
 };
 
@@ -250,6 +251,6 @@ stage_output run_stage(State& state, F&& work) {
 }
 
 // Routes a customer to one of `partitions` partitions (the same hash the Kafka key would use).
-std::uint32_t partition_of(const std::string& customer_id, std::uint32_t partitions);
+std::uint32_t partition_of(std::string_view customer_id, std::uint32_t partitions);
 
 } // namespace meterflow::actors

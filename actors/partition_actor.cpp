@@ -103,7 +103,8 @@ void partition_actor_state::resume() {
 }
 
 void partition_actor_state::add_event(std::uint32_t index) {
-  const persistence::event& e = store->at(index);
+  const persistence::event_view e = store->at(index);
+  const std::string customer_id(e.customer_id);
   const timestamp start = pricing::window_start(e.event_time, cfg->window_size);
   const timestamp end = start + cfg->window_size;
   const bool very_late = watermark >= plus(end, cfg->allowed_lateness);
@@ -117,10 +118,10 @@ void partition_actor_state::add_event(std::uint32_t index) {
     metered = true;
     ++counters.meter_feeds;
     if (very_late) {
-      dirty_scopes[{e.customer_id, m.metric, pricing::period_of(e.event_time).start}].insert(start);
+      dirty_scopes[{customer_id, m.metric, pricing::period_of(e.event_time).start}].insert(start);
       continue;
     }
-    auto& slot = windows[{e.customer_id, m.metric, start}];
+    auto& slot = windows[{customer_id, m.metric, start}];
     if (!slot) {
       slot = std::make_unique<window_entry>();
       // A window actor whose window is final takes the new one; else a new actor.
@@ -130,7 +131,7 @@ void partition_actor_state::add_event(std::uint32_t index) {
         slot->handle = std::move(idle_windows.back());
         idle_windows.pop_back();
       }
-      slot->customer_id = e.customer_id;
+      slot->customer_id = customer_id;
       slot->meter = &m;
       slot->start = start;
       slot->end = end;
@@ -139,7 +140,7 @@ void partition_actor_state::add_event(std::uint32_t index) {
     }
     if (slot->inputs.empty())
       with_inputs.push_back(slot.get());
-    slot->inputs.push_back({&e, std::move(*reading)});
+    slot->inputs.push_back({e.event_time, e.event_id.data(), std::move(*reading)});
     if (slot->closed && !slot->dirty) {
       slot->dirty = true;
       dirty_closing.push_back(slot.get());

@@ -168,7 +168,7 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
     // the input up to the step that runs it, whatever the batch size or a restore replays.
     if (store_.source_position(index) > step)
       continue;
-    const persistence::event& e = store_.at(index);
+    const persistence::event_view e = store_.at(index);
     if (e.event_type != meter_.event_type)
       continue;
     const timestamp start = pricing::window_start(e.event_time, cfg_.window_size);

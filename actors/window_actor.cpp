@@ -30,7 +30,7 @@ window_actor::behavior_type window(window_actor::stateful_pointer<window_actor_s
               st.revisions = 0;
             }
             for (const window_input& i : in.inputs)
-              st.aggregate.add(*i.event, i.reading);
+              st.aggregate.add(i.event_time, i.event_id, i.reading);
           },
           [self, record](close_atom, std::uint64_t step) {
             self->send(self->state.partition, done_atom::value,

@@ -6,7 +6,7 @@
 
 namespace meterflow::actors {
 
-std::optional<std::string> metadata_field(const std::string& json, const std::string& key) {
+std::optional<std::string> metadata_field(std::string_view json, std::string_view key) {
   // Canonical metadata is compact JSON with no insignificant whitespace, so a scan that skips
   // strings and tracks nesting finds the top-level members.
   if (json.size() < 2 || json.front() != '{')
@@ -42,14 +42,14 @@ std::optional<std::string> metadata_field(const std::string& json, const std::st
       ++i;
     }
     if (member_key == key)
-      return json.substr(value_begin, i - value_begin);
+      return std::string(json.substr(value_begin, i - value_begin));
     if (i < json.size() && json[i] == ',')
       ++i;
   }
   return std::nullopt;
 }
 
-std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event& e) {
+std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event_view& e) {
   meter_reading r;
   if (m.kind == config::aggregation::count) {
     r.value = decimal::from_int(1);
@@ -93,9 +93,10 @@ window_aggregate::extras& window_aggregate::extra() {
   return *extra_;
 }
 
-void window_aggregate::add(const persistence::event& e, const meter_reading& reading) {
+void window_aggregate::add(timestamp event_time, const char* event_id,
+                           const meter_reading& reading) {
   ++event_count_;
-  sources_.push_back({e.event_time, &e.event_id});
+  sources_.push_back({event_time, event_id});
   switch (kind_) {
   case config::aggregation::count:
   case config::aggregation::sum:
@@ -109,7 +110,7 @@ void window_aggregate::add(const persistence::event& e, const meter_reading& rea
   }
   case config::aggregation::latest: {
     auto& latest = extra().latest;
-    source s{e.event_time, &e.event_id};
+    source s{event_time, event_id};
     if (!latest || latest->first < s)
       latest = {s, reading.value};
     break;
@@ -141,7 +142,7 @@ std::vector<std::string> window_aggregate::sorted_event_ids() const {
   std::vector<std::string> ids;
   ids.reserve(sorted.size());
   for (const auto& s : sorted)
-    ids.push_back(*s.event_id);
+    ids.emplace_back(s.event_id);
   return ids;
 }
 

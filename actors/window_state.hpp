@@ -7,10 +7,12 @@
 #include "persistence/event.hpp"
 #include "persistence/records.hpp"
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace meterflow::actors {
@@ -25,11 +27,11 @@ struct meter_reading {
   decimal value;
   std::string distinct_key;
 };
-std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event& e);
+std::optional<meter_reading> read_meter(const config::meter& m, const persistence::event_view& e);
 
 // The raw canonical JSON text of a top-level key of a canonical metadata object.
-std::optional<std::string> metadata_field(const std::string& canonical_metadata,
-                                          const std::string& key);
+std::optional<std::string> metadata_field(std::string_view canonical_metadata,
+                                          std::string_view key);
 
 class window_aggregate {
 public:
@@ -39,9 +41,12 @@ public:
   window_aggregate(window_aggregate&&) noexcept = default;
   window_aggregate& operator=(window_aggregate&&) noexcept = default;
 
-  // `e` must outlive the aggregate: events live in the append-only store, and the aggregate
-  // keeps a pointer to the event id instead of a copy.
-  void add(const persistence::event& e, const meter_reading& reading);
+  // `e`'s event id must outlive the aggregate: events live in the append-only store, and the
+  // aggregate keeps a pointer to the (NUL-terminated) event id instead of a copy.
+  void add(const persistence::event_view& e, const meter_reading& reading) {
+    add(e.event_time, e.event_id.data(), reading);
+  }
+  void add(timestamp event_time, const char* event_id, const meter_reading& reading);
   // The window quantity: count, sum, max, distinct count or latest value.
   decimal quantity() const;
   std::uint64_t event_count() const { return event_count_; }
@@ -58,9 +63,10 @@ public:
 private:
   struct source {
     timestamp event_time;
-    const std::string* event_id;
+    const char* event_id;
     friend bool operator<(const source& a, const source& b) {
-      return a.event_time != b.event_time ? a.event_time < b.event_time : *a.event_id < *b.event_id;
+      return a.event_time != b.event_time ? a.event_time < b.event_time
+                                          : std::strcmp(a.event_id, b.event_id) < 0;
     }
   };
   // What only max, latest and unique_count meters need, allocated for those: a run keeps every

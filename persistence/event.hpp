@@ -6,8 +6,11 @@
 #include "pricing/time.hpp"
 
 #include <string>
+#include <string_view>
 
 namespace meterflow::persistence {
+
+struct event_view;
 
 struct event {
   std::string customer_id;
@@ -20,6 +23,38 @@ struct event {
 
   // Equality of the canonical payload (SEMANTICS §11): same instant, type, value and metadata.
   bool same_payload(const event& other) const {
+    return event_time == other.event_time && event_type == other.event_type &&
+           value == other.value && metadata == other.metadata;
+  }
+};
+
+// An event read in place: from a store (which packs what it keeps, so it hands out views) or
+// from an `event`. It is valid as long as what it reads: a store never moves or drops what it
+// holds, and every id string is NUL-terminated (`event_id.data()` is a C string), so a window
+// can keep a pointer to an event id alone.
+struct event_view {
+  std::string_view customer_id;
+  std::string_view event_id;
+  std::string_view event_type;
+  pricing::timestamp event_time = 0;
+  pricing::decimal value;
+  std::string_view metadata;
+
+  event_view() = default;
+  event_view(const event& e) // NOLINT(google-explicit-constructor): a view of any event
+      : customer_id(e.customer_id), event_id(e.event_id), event_type(e.event_type),
+        event_time(e.event_time), value(e.value), metadata(e.metadata) {}
+  event_view(std::string_view customer_id, std::string_view event_id, std::string_view event_type,
+             pricing::timestamp event_time, pricing::decimal value, std::string_view metadata)
+      : customer_id(customer_id), event_id(event_id), event_type(event_type),
+        event_time(event_time), value(value), metadata(metadata) {}
+
+  event to_event() const {
+    return {
+        std::string(customer_id), std::string(event_id), std::string(event_type), event_time, value,
+        std::string(metadata)};
+  }
+  bool same_payload(const event_view& other) const {
     return event_time == other.event_time && event_type == other.event_type &&
            value == other.value && metadata == other.metadata;
   }

@@ -1,46 +1,94 @@
 #include "persistence/memory_store.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <xxhash.h>
 
 namespace meterflow::persistence {
 
 namespace {
 
-std::uint64_t key_hash(const std::string& customer_id, const std::string& event_id) {
-  const std::uint64_t h = XXH3_64bits(customer_id.data(), customer_id.size());
-  return XXH3_64bits_withSeed(event_id.data(), event_id.size(), h);
-}
+constexpr std::size_t arena_block = 1 << 20;
+constexpr char kind_separator = '\x1f';
 
 } // namespace
 
-void memory_store::grow() {
-  const std::size_t capacity = slots_.empty() ? 1024 : slots_.size() * 2;
-  std::vector<std::uint32_t> slots(capacity, 0);
-  std::vector<std::uint64_t> hashes(capacity, 0);
-  const std::size_t mask = capacity - 1;
-  for (std::size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i] == 0)
-      continue;
-    std::size_t at = slot_hashes_[i] & mask;
-    while (slots[at] != 0)
-      at = (at + 1) & mask;
-    slots[at] = slots_[i];
-    hashes[at] = slot_hashes_[i];
+const char* memory_store::text_arena::add(std::string_view text) {
+  if (used_ + text.size() + 1 > capacity_) {
+    capacity_ = std::max(arena_block, text.size() + 1);
+    blocks_.push_back(std::make_unique<char[]>(capacity_));
+    used_ = 0;
   }
-  slots_ = std::move(slots);
-  slot_hashes_ = std::move(hashes);
+  char* at = blocks_.back().get() + used_;
+  std::memcpy(at, text.data(), text.size());
+  at[text.size()] = '\0';
+  used_ += text.size() + 1;
+  return at;
 }
 
-std::size_t memory_store::probe(const std::string& customer_id, const std::string& event_id,
+std::uint64_t memory_store::key_hash(const customer& c, std::string_view event_id) const {
+  return XXH3_64bits_withSeed(event_id.data(), event_id.size(), c.hash);
+}
+
+std::optional<std::uint32_t> memory_store::customer_of(std::string_view customer_id) const {
+  auto it = customer_index_.find(customer_id);
+  if (it == customer_index_.end())
+    return std::nullopt;
+  return it->second;
+}
+
+std::uint32_t memory_store::intern_customer(const std::string& customer_id) {
+  if (auto known = customer_of(customer_id))
+    return *known;
+  const auto index = static_cast<std::uint32_t>(customers_.size());
+  customer& c = customers_.emplace_back();
+  c.id = customer_id;
+  c.hash = XXH3_64bits(customer_id.data(), customer_id.size());
+  customer_index_.emplace(c.id, index);
+  return index;
+}
+
+std::uint32_t memory_store::intern_kind(const event& e) {
+  kind_key_.assign(e.event_type);
+  kind_key_ += kind_separator;
+  kind_key_ += e.metadata;
+  auto it = kind_index_.find(kind_key_);
+  if (it != kind_index_.end())
+    return it->second;
+  const auto index = static_cast<std::uint32_t>(kinds_.size());
+  kind& k = kinds_.emplace_back();
+  k.text = kind_key_;
+  k.split = e.event_type.size();
+  kind_index_.emplace(k.text, index);
+  return index;
+}
+
+void memory_store::grow() {
+  const std::size_t capacity = slots_.empty() ? 1024 : slots_.size() * 2;
+  std::vector<slot> slots(capacity);
+  const std::size_t mask = capacity - 1;
+  for (const slot& s : slots_) {
+    if (s.index_plus_one == 0)
+      continue;
+    const record& r = records_[s.index_plus_one - 1];
+    std::size_t at = key_hash(customers_[r.customer], r.event_id) & mask;
+    while (slots[at].index_plus_one != 0)
+      at = (at + 1) & mask;
+    slots[at] = s;
+  }
+  slots_ = std::move(slots);
+}
+
+std::size_t memory_store::probe(std::uint32_t customer, std::string_view event_id,
                                 std::uint64_t hash) const {
   const std::size_t mask = slots_.size() - 1;
+  const auto tag = static_cast<std::uint32_t>(hash >> 32);
   std::size_t at = hash & mask;
-  for (; slots_[at] != 0; at = (at + 1) & mask) {
-    if (slot_hashes_[at] != hash)
+  for (; slots_[at].index_plus_one != 0; at = (at + 1) & mask) {
+    if (slots_[at].tag != tag)
       continue;
-    const event& existing = events_[slots_[at] - 1];
-    if (existing.customer_id == customer_id && existing.event_id == event_id)
+    const record& existing = records_[slots_[at].index_plus_one - 1];
+    if (existing.customer == customer && std::string_view(existing.event_id) == event_id)
       break;
   }
   return at;
@@ -50,33 +98,39 @@ append_outcome memory_store::outcome_of_stored(std::uint32_t index, const event&
                                                std::uint64_t source_position) const {
   if (positions_[index] == source_position)
     return append_outcome::replayed;
-  return events_[index].same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
+  return at(index).same_payload(e) ? append_outcome::duplicate : append_outcome::conflict;
 }
 
 std::optional<append_outcome> memory_store::outcome_if_stored(const event& e,
                                                               std::uint64_t source_position) const {
-  if (slots_.empty())
+  const auto c = customer_of(e.customer_id);
+  if (!c || slots_.empty())
     return std::nullopt;
-  const std::size_t at = probe(e.customer_id, e.event_id, key_hash(e.customer_id, e.event_id));
-  if (slots_[at] == 0)
+  const std::size_t at = probe(*c, e.event_id, key_hash(customers_[*c], e.event_id));
+  if (slots_[at].index_plus_one == 0)
     return std::nullopt;
-  return outcome_of_stored(slots_[at] - 1, e, source_position);
+  return outcome_of_stored(slots_[at].index_plus_one - 1, e, source_position);
 }
 
-append_outcome memory_store::append(event&& e, std::uint64_t source_position) {
-  if ((events_.size() + 1) * 2 > slots_.size())
+append_outcome memory_store::append(const event& e, std::uint64_t source_position) {
+  if ((records_.size() + 1) * 2 > slots_.size())
     grow();
-  const std::uint64_t h = key_hash(e.customer_id, e.event_id);
-  const std::size_t at = probe(e.customer_id, e.event_id, h); // one probe per append
-  if (slots_[at] != 0)
-    return outcome_of_stored(slots_[at] - 1, e, source_position);
-  const auto index = static_cast<std::uint32_t>(events_.size());
-  slots_[at] = index + 1;
-  slot_hashes_[at] = h;
-  customer_events& of = by_customer_[e.customer_id];
-  of.indexes.push_back(index);
-  of.times.push_back(e.event_time);
-  events_.push_back(std::move(e));
+  const std::uint32_t c = intern_customer(e.customer_id);
+  customer& owner = customers_[c];
+  const std::uint64_t h = key_hash(owner, e.event_id);
+  const std::size_t at = probe(c, e.event_id, h); // one probe per append
+  if (slots_[at].index_plus_one != 0)
+    return outcome_of_stored(slots_[at].index_plus_one - 1, e, source_position);
+  const auto index = static_cast<std::uint32_t>(records_.size());
+  record& r = records_.emplace_back();
+  std::memcpy(r.value, &e.value, sizeof r.value);
+  r.time = e.event_time;
+  r.event_id = ids_.add(e.event_id);
+  r.customer = c;
+  r.kind = intern_kind(e);
+  slots_[at] = {index + 1, static_cast<std::uint32_t>(h >> 32)};
+  owner.events.indexes.push_back(index);
+  owner.events.times.push_back(e.event_time);
   positions_.push_back(source_position);
   return append_outcome::accepted;
 }
@@ -87,8 +141,19 @@ memory_store::append_batch(std::vector<event>&& events,
   std::vector<append_outcome> outcomes;
   outcomes.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i)
-    outcomes.push_back(append(std::move(events[i]), positions[i]));
+    outcomes.push_back(append(events[i], positions[i]));
+  events.clear();
   return outcomes;
+}
+
+event_view memory_store::at(std::uint32_t index) const {
+  const record& r = records_[index];
+  const kind& k = kinds_[r.kind];
+  const std::string_view kind_text = k.text;
+  pricing::decimal value;
+  std::memcpy(&value, r.value, sizeof value);
+  return {customers_[r.customer].id,    r.event_id, kind_text.substr(0, k.split), r.time, value,
+          kind_text.substr(k.split + 1)};
 }
 
 std::optional<std::uint32_t> memory_store::index_at(std::uint64_t source_position) const {
@@ -101,8 +166,8 @@ std::optional<std::uint32_t> memory_store::index_at(std::uint64_t source_positio
 
 const memory_store::customer_events& memory_store::of(const std::string& customer_id) const {
   static const customer_events none;
-  auto it = by_customer_.find(customer_id);
-  return it == by_customer_.end() ? none : it->second;
+  const auto c = customer_of(customer_id);
+  return c ? customers_[*c].events : none;
 }
 
 } // namespace meterflow::persistence

@@ -33,7 +33,7 @@ public:
                                            const std::vector<std::uint64_t>& positions) override;
 
   std::size_t size() const override { return events_.size(); }
-  const event& at(std::uint32_t index) const override { return events_.at(index); }
+  event_view at(std::uint32_t index) const override { return events_.at(index); }
   std::uint64_t source_position(std::uint32_t index) const override {
     return events_.source_position(index);
   }

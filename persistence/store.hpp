@@ -46,9 +46,9 @@ public:
   virtual std::vector<append_outcome> append_batch(std::vector<event>&& events,
                                                    const std::vector<std::uint64_t>& positions) = 0;
 
-  // Read side, in append order.
+  // Read side, in append order. A view of a stored event stays valid for the store's life.
   virtual std::size_t size() const = 0;
-  virtual const event& at(std::uint32_t index) const = 0;
+  virtual event_view at(std::uint32_t index) const = 0;
   virtual std::uint64_t source_position(std::uint32_t index) const = 0;
   // Indexes of the customer's events, in append order.
   virtual const std::vector<std::uint32_t>& events_of(const std::string& customer_id) const = 0;

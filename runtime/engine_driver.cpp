@@ -500,7 +500,7 @@ stored_state engine_driver::stored_state_of(std::uint32_t p) const {
   std::set<std::string> customers;
   const persistence::event_store& events = *slots_[p].store;
   for (std::uint32_t i = 0; i < events.size(); ++i)
-    customers.insert(events.at(i).customer_id);
+    customers.emplace(events.at(i).customer_id);
   for (const std::string& customer : customers) {
     std::set<timestamp> periods;
     for (const config::meter& m : cfg_.meters)

@@ -72,13 +72,13 @@ restore_scope(const config::configuration& cfg, const stored_scope& stored,
               const config::meter& meter, const pricing::period& period,
               std::set<timestamp>& windows) {
   auto scope = std::make_unique<actors::rating_state>(cfg, events, customer, meter, period);
-  std::map<std::string, const persistence::event*> by_id;
+  std::map<std::string_view, persistence::event_view> by_id;
   for (std::uint32_t index : events.events_of(customer)) {
-    const persistence::event& e = events.at(index);
+    const persistence::event_view e = events.at(index);
     if (e.event_type != meter.event_type || e.event_time < period.start ||
         e.event_time >= period.end)
       continue;
-    by_id[e.event_id] = &e;
+    by_id[e.event_id] = e;
     windows.insert(pricing::window_start(e.event_time, cfg.window_size));
   }
   const std::map<timestamp, current_charge>& charges = stored.charges;
@@ -98,9 +98,9 @@ restore_scope(const config::configuration& cfg, const stored_scope& stored,
       if (e == by_id.end())
         throw persistence::store_error("aggregate " + latest->aggregation_id + " names event " +
                                        id + ", which is not in the store");
-      auto reading = actors::read_meter(meter, *e->second);
+      auto reading = actors::read_meter(meter, e->second);
       if (reading)
-        aggregate.add(*e->second, *reading);
+        aggregate.add(e->second, *reading);
     }
     std::optional<current_charge> charge;
     if (config::is_additive(meter.kind)) {
@@ -159,7 +159,7 @@ rerate_outcome rerate(const config::configuration& cfg, const rerate_spec& spec)
   if (spec.customers.empty())
     for (const auto& s : stores)
       for (std::uint32_t i = 0; i < s->size(); ++i)
-        customers.insert(s->at(i).customer_id);
+        customers.emplace(s->at(i).customer_id);
   const timestamp watermark = stored_watermark(cfg, *records, stores);
   stored_records stored;
   {

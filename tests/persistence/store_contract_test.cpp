@@ -114,7 +114,7 @@ p::event ev(const char* customer, const char* id, const char* time, const char* 
   return e;
 }
 
-void check_same_event(const p::event& a, const p::event& b) {
+void check_same_event(const p::event_view& a, const p::event& b) {
   CHECK(a.customer_id == b.customer_id);
   CHECK(a.event_id == b.event_id);
   CHECK(a.event_type == b.event_type);
@@ -374,6 +374,45 @@ TEST_CASE("events: a batch of duplicates stores nothing", "[persistence][store]"
           std::vector<append_outcome>{append_outcome::duplicate, append_outcome::conflict});
     CHECK(s.append_batch({}, {}).empty());
     CHECK(b.open_events(0).size() == 1);
+  });
+}
+
+TEST_CASE("events: a stored event's view stays valid while the store grows",
+          "[persistence][store]") {
+  // Window stages keep pointers to stored event ids across later appends.
+  on_every_store([](backend& b) {
+    p::event_store& s = b.open_events(0);
+    s.append_batch({ev("c1", "first-event-id-longer-than-sso", "2024-01-01T00:00:00Z", "2.5",
+                       "storage", R"({"region":"eu"})")},
+                   {1});
+    const p::event_view first = s.at(0);
+    const char* id = first.event_id.data();
+    std::vector<p::event> more;
+    std::vector<std::uint64_t> at;
+    for (int i = 0; i < 3000; ++i) {
+      const std::string n = std::to_string(i);
+      more.push_back(ev(("c" + std::to_string(i % 7)).c_str(), ("e" + n).c_str(),
+                        "2024-01-01T01:00:00Z", "1", i % 2 ? "api_call" : "storage",
+                        (R"({"n":)" + n + "}").c_str()));
+      at.push_back(2 + static_cast<std::uint64_t>(i));
+    }
+    s.append_batch(std::move(more), at);
+    REQUIRE(s.size() == 3001);
+    CHECK(first.event_id.data() == id);
+    CHECK(std::string(id) == "first-event-id-longer-than-sso"); // NUL-terminated in place
+    check_same_event(first, ev("c1", "first-event-id-longer-than-sso", "2024-01-01T00:00:00Z",
+                               "2.5", "storage", R"({"region":"eu"})"));
+    check_same_event(s.at(2000),
+                     ev("c4", "e1999", "2024-01-01T01:00:00Z", "1", "api_call", R"({"n":1999})"));
+    CHECK(s.at(2000).event_id.data()[5] == '\0');
+    // Every key is still found: the same events again are all duplicates.
+    std::vector<p::event> again;
+    for (int i = 0; i < 3000; i += 499)
+      again.push_back(ev(("c" + std::to_string(i % 7)).c_str(), ("e" + std::to_string(i)).c_str(),
+                         "2024-01-01T01:00:00Z", "1", i % 2 ? "api_call" : "storage",
+                         (R"({"n":)" + std::to_string(i) + "}").c_str()));
+    const auto outcomes = s.append_batch(std::move(again), positions(9000, 7));
+    CHECK(outcomes == std::vector<append_outcome>(7, append_outcome::duplicate));
   });
 }
 
