@@ -1,9 +1,11 @@
 #include "persistence/ids.hpp"
 
 #include <memory>
+#include <mutex>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace meterflow::persistence {
 
@@ -63,17 +65,28 @@ packed_id::packed_id(std::string_view id) {
       }
       words[w] = word;
     }
-    if (!(bad & 0x10)) {
+    const bool marked =
+        words[0] == text_marker[0] && words[1] == text_marker[1] && words[2] == text_marker[2];
+    if (!(bad & 0x10) && !marked) {
       words_ = words;
       return;
     }
   }
-  text_ = std::make_shared<const std::string>(id);
+  // Node-based: an interned text never moves. Few ids take this path (ids from other systems).
+  static std::mutex lock;
+  static std::unordered_set<std::string>* const texts = new std::unordered_set<std::string>();
+  const std::string* interned = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(lock);
+    interned = &*texts->emplace(id).first;
+  }
+  words_ = {text_marker[0], text_marker[1], text_marker[2],
+            static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(interned))};
 }
 
 std::string packed_id::str() const {
-  if (text_)
-    return *text_;
+  if (const std::string* t = text())
+    return *t;
   static constexpr char hex[] = "0123456789abcdef";
   std::string out(64, '0');
   for (std::size_t i = 0; i < 64; ++i)

@@ -16,26 +16,27 @@ namespace meterflow::persistence {
 std::string content_id(std::initializer_list<std::string_view> parts);
 
 // An id held in memory for as long as a run lasts (current charges, what an invoice billed,
-// reconciliation's sets): a content id (64 lowercase hex digits) is kept as its 32 bytes, with
-// no allocation, instead of a 64-character string on the heap. Any other text (a store may
-// hold ids this engine did not make) is kept as is. Exact: str() gives back the id it was made
-// from, and two packed ids are equal exactly when their ids are.
+// reconciliation's sets): 32 bytes with no allocation. A content id (64 lowercase hex digits)
+// is kept as its 256 bits. Any other text (a store may hold ids this engine did not make) is
+// interned once per process in a table that is never freed, and kept as a marker and the
+// address of its one copy. Exact: str() gives back the id it was made from, and two packed ids
+// are equal exactly when their ids are.
 class packed_id {
 public:
   packed_id() = default;
   explicit packed_id(std::string_view id);
 
   std::string str() const;
-  std::size_t hash() const { return text_ ? std::hash<std::string>()(*text_) : words_[0]; }
+  std::size_t hash() const { return static_cast<std::size_t>(words_[0] ^ words_[3]); }
 
-  friend bool operator==(const packed_id& a, const packed_id& b) {
-    return a.words_ == b.words_ && (a.text_ ? b.text_ && *a.text_ == *b.text_ : !b.text_);
-  }
+  friend bool operator==(const packed_id& a, const packed_id& b) { return a.words_ == b.words_; }
   friend std::strong_ordering operator<=>(const packed_id& a, const packed_id& b) {
-    if (a.text_ || b.text_) {
-      if (!a.text_ || !b.text_)
-        return a.text_ ? std::strong_ordering::greater : std::strong_ordering::less;
-      return *a.text_ <=> *b.text_;
+    const std::string* at = a.text();
+    const std::string* bt = b.text();
+    if (at || bt) { // text ids order after content ids, and among themselves as text
+      if (!at || !bt)
+        return at ? std::strong_ordering::greater : std::strong_ordering::less;
+      return *at <=> *bt;
     }
     return a.words_ <=> b.words_;
   }
@@ -45,8 +46,16 @@ public:
   };
 
 private:
+  // A text id: words 0-2 hold these, word 3 the address of the interned text. A content id
+  // whose first 192 bits equal them is interned as text as well, so the two never mix.
+  static constexpr std::array<std::uint64_t, 3> text_marker = {
+      0x6d65746572666c6fULL, 0x772d746578742d69ULL, 0x642d6d61726b6572ULL};
+  const std::string* text() const {
+    if (words_[0] != text_marker[0] || words_[1] != text_marker[1] || words_[2] != text_marker[2])
+      return nullptr;
+    return reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(words_[3]));
+  }
   std::array<std::uint64_t, 4> words_{};
-  std::shared_ptr<const std::string> text_; // ids that are not 64 lowercase hex digits
 };
 
 } // namespace meterflow::persistence

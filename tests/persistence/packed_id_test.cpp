@@ -70,3 +70,23 @@ TEST_CASE("packed_id compares and hashes as its id does", "[ids]") {
       by_packed.push_back(id.str());
   CHECK(by_packed == hex_only);
 }
+
+TEST_CASE("packed_id keeps 32 bytes and tells text ids from content ids", "[ids]") {
+  STATIC_REQUIRE(sizeof(p::packed_id) == 32);
+  // A content id whose first 192 bits spell the text marker is kept as text: exact all the same.
+  const std::string marked =
+      "6d65746572666c6f772d746578742d69642d6d61726b6572" + std::string("0000000000000001");
+  const std::string near =
+      "6d65746572666c6f772d746578742d69642d6d61726b6572" + std::string("0000000000000002");
+  CHECK(p::packed_id(marked).str() == marked);
+  CHECK(p::packed_id(near).str() == near);
+  CHECK(p::packed_id(marked) == p::packed_id(marked));
+  CHECK_FALSE(p::packed_id(marked) == p::packed_id(near));
+  // Text ids made apart are equal, hash alike and order as their text.
+  const p::packed_id a(std::string("inv-") + "7");
+  const p::packed_id b(std::string("inv-7"));
+  CHECK(a == b);
+  CHECK(a.hash() == b.hash());
+  CHECK(p::packed_id("inv-10") < p::packed_id("inv-7"));
+  CHECK(p::packed_id(std::string(64, '0')) < p::packed_id("inv-10")); // content ids first
+}
