@@ -147,11 +147,15 @@ void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) 
   const auto& c = k.record;
   ++totals_.charges;
   const persistence::packed_id id(c.charge_id);
-  if (!totals_.seen_charge_ids.insert(id).second)
+  if (totals_.current_charges.count(id) || totals_.superseded_charge_ids.count(id))
     ++totals_.duplicate_charge_ids;
-  if (c.supersedes_charge_id &&
-      totals_.current_charges.erase(persistence::packed_id(*c.supersedes_charge_id)) == 0)
-    totals_.broken_links += " " + c.charge_id;
+  if (c.supersedes_charge_id) {
+    const persistence::packed_id superseded(*c.supersedes_charge_id);
+    if (totals_.current_charges.erase(superseded) == 0)
+      totals_.broken_links += " " + c.charge_id;
+    else
+      totals_.superseded_charge_ids.insert(superseded);
+  }
   totals_.current_charges[id] = {totals_.scope_of(c.customer_id, c.metric, c.calculation.currency),
                                  pricing::period_of(c.window_start).start, c.quantity, c.amount()};
   if (dir_) {

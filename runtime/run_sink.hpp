@@ -82,7 +82,9 @@ struct chain_totals {
       current_aggregates; // last final revision
   std::unordered_map<persistence::packed_id, charge_summary, persistence::packed_id::hasher>
       current_charges; // by charge id
-  std::unordered_set<persistence::packed_id, persistence::packed_id::hasher> seen_charge_ids;
+  // Every charge id seen is current or superseded: kept apart, a run holds one set entry per
+  // re-rated charge instead of one per charge.
+  std::unordered_set<persistence::packed_id, persistence::packed_id::hasher> superseded_charge_ids;
   std::uint64_t charges = 0, aggregate_revisions = 0, duplicate_charge_ids = 0;
   std::string broken_links;                        // charges superseding one that is not current
   std::map<window_key, pricing::decimal> unpriced; // latest listing per window
