@@ -23,9 +23,15 @@ bool invoice_state::billed_line::billed(const std::string& id) const {
 
 void invoice_state::update(std::vector<line_update>&& lines) {
   // Lines come in window order: each is added at the end of its metric's windows.
-  for (line_update& u : lines)
-    metrics_[u.metric].insert_or_assign(u.window_start,
-                                        window_line{u.quantity, std::move(u.charge)});
+  for (line_update& u : lines) {
+    window_line w{u.quantity, {}, {}, u.charge.has_value(), {}};
+    if (u.charge) {
+      w.amount = u.charge->amount;
+      w.charge_id = u.charge->charge_id;
+      w.rounding = u.charge->rounding;
+    }
+    metrics_[u.metric].insert_or_assign(u.window_start, std::move(w));
+  }
 }
 
 invoice_state::totals invoice_state::compute() const {
@@ -41,12 +47,12 @@ invoice_state::totals invoice_state::compute() const {
     bool any = false;
     for (const auto& [start, w] : windows) {
       line.quantity += w.quantity;
-      if (!w.charge)
+      if (!w.charged)
         continue;
       any = true;
-      sum += w.charge->amount;
-      mode = w.charge->rounding; // the latest current charge's version decides the rounding
-      line.charge_ids.push_back(w.charge->charge_id.str());
+      sum += w.amount;
+      mode = w.rounding; // the latest current charge's version decides the rounding
+      line.charge_ids.push_back(w.charge_id.str());
     }
     if (!any)
       continue;

@@ -48,9 +48,14 @@ private:
     std::vector<std::string> credit_reasons;
     bool has_charge = false;
   };
+  // What a line needs of a window: its quantity and, when charged, the charge's amount,
+  // rounding and id (not the charge's own quantity). Kept for every window of the period.
   struct window_line {
     decimal quantity;
-    std::optional<current_charge> charge;
+    decimal amount;
+    persistence::packed_id charge_id;
+    bool charged = false;
+    pricing::rounding_mode rounding = pricing::rounding_mode::half_even;
   };
   struct billed_line {
     decimal quantity;
