@@ -108,10 +108,10 @@ void invoice_state::remember_billed(const totals& t) {
   billed_total_ = t.total;
 }
 
-persistence::invoice_record invoice_state::standard_invoice(const totals& t) const {
+persistence::invoice_record invoice_state::standard_invoice(totals&& t) const {
   persistence::invoice_record r = header(t, standard_invoice_id());
-  for (const auto& [metric, line] : t.lines) {
-    r.line_items.push_back(line);
+  for (auto& [metric, line] : t.lines) {
+    r.line_items.push_back(std::move(line));
     r.line_items.back().line_item_id = persistence::content_id({"line", r.invoice_id, metric});
   }
   r.subtotal = t.subtotal;
@@ -121,10 +121,10 @@ persistence::invoice_record invoice_state::standard_invoice(const totals& t) con
 }
 
 std::optional<persistence::invoice_record> invoice_state::draft() const {
-  const totals t = compute();
+  totals t = compute();
   if (!t.has_charge)
     return std::nullopt;
-  persistence::invoice_record r = standard_invoice(t);
+  persistence::invoice_record r = standard_invoice(std::move(t));
   r.status = "draft";
   return r;
 }
@@ -136,10 +136,9 @@ void invoice_state::issue(std::uint64_t step) {
   totals t = compute();
   if (!t.has_charge)
     return; // no charge, no invoice; a later re-rate may still bring one
-  persistence::invoice_record r = standard_invoice(t);
   issued_ = true;
   remember_billed(t);
-  emit(std::move(r));
+  emit(standard_invoice(std::move(t)));
 }
 
 void invoice_state::settle(std::uint64_t step, timestamp watermark) {

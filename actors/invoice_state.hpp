@@ -68,7 +68,8 @@ private:
 
   totals compute() const;
   persistence::invoice_record header(const totals& t, std::string id) const;
-  persistence::invoice_record standard_invoice(const totals& t) const;
+  // Takes the lines of `t` (an issued invoice lists every charge id: no second copy of them).
+  persistence::invoice_record standard_invoice(totals&& t) const;
   std::string standard_invoice_id() const;
   void remember_billed(const totals& t);
   void emit(persistence::invoice_record&& r);

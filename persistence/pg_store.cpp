@@ -224,7 +224,7 @@ std::unique_ptr<pg_event_store> pg_event_store::load(const std::string& conninfo
         e.value = decimal_of(r[4]);
         if (!r[5].is_null())
           e.metadata.assign(r[5].c_str(), r[5].size());
-        store->events_.append(std::move(e), r[6].as<std::uint64_t>());
+        store->events_.append(e, r[6].as<std::uint64_t>());
       }
     }
     const auto consumed = tx.exec_params1(
@@ -277,7 +277,7 @@ pg_event_store::append_batch(std::vector<event>&& events,
   const std::uint64_t position = *std::max_element(positions.begin(), positions.end());
   write(events, positions, accepted, position, duplicates, conflicts);
   for (std::uint32_t i : accepted)
-    events_.append(std::move(events[i]), positions[i]);
+    events_.append(events[i], positions[i]);
   consumed_ = consumed_ ? std::max(*consumed_, position) : position;
   return outcomes;
 }
