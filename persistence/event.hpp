@@ -30,8 +30,9 @@ struct event {
 
 // An event read in place: from a store (which packs what it keeps, so it hands out views) or
 // from an `event`. It is valid as long as what it reads: a store never moves or drops what it
-// holds, and every id string is NUL-terminated (`event_id.data()` is a C string), so a window
-// can keep a pointer to an event id alone.
+// holds, and every id string is NUL-terminated (`event_id.data()` is a C string; ids are
+// printable ASCII, SEMANTICS §2, so none holds a NUL), so a window can keep a pointer to an
+// event id alone.
 struct event_view {
   std::string_view customer_id;
   std::string_view event_id;
