@@ -84,6 +84,21 @@ void rating_state::emit_rating(phase p, timestamp order_t, timestamp start, time
   out_.records.charges.push_back({emit_.key(p, order_t, c.customer_id, c.metric), std::move(c)});
 }
 
+template <class SourceIds>
+void rating_state::rate_window(phase p, timestamp order_t, timestamp start, final_window& fw,
+                               SourceIds&& source_ids, decimal quantity, rated&& r,
+                               charge_trigger trigger, bool only_if_changed) {
+  auto listed = unpriced_.find(start);
+  std::optional<decimal> unpriced;
+  if (listed != unpriced_.end())
+    unpriced = listed->second;
+  emit_rating(p, order_t, start, start + cfg_.window_size, fw.aggregation_id,
+              std::forward<SourceIds>(source_ids), quantity, std::move(r), trigger, fw.charge,
+              unpriced, only_if_changed);
+  if (unpriced)
+    unpriced_.insert_or_assign(start, *unpriced);
+}
+
 void rating_state::add_final(std::uint64_t step, window_final&& w) {
   emit_.step = step;
   persistence::id_list event_ids = std::move(w.event_ids);
@@ -93,23 +108,21 @@ void rating_state::add_final(std::uint64_t step, window_final&& w) {
                                            final_window{std::move(w.aggregate),
                                                         persistence::packed_id(w.aggregation_id),
                                                         w.revision,
-                                                        {},
                                                         {}})
                          ->second;
   if (!config::is_additive(meter_.kind))
     return;
   const decimal q = fw.aggregate.quantity();
   const decimal after = cumulative_ + q;
-  emit_rating(
-      phase::finalize, w.end, w.start, w.end, fw.aggregation_id,
+  rate_window(
+      phase::finalize, w.end, w.start, fw,
       [&] {
         // The final aggregate's list when the window stage sent it (a restore may not).
         return event_ids.size() == fw.aggregate.event_count()
                    ? std::move(event_ids)
                    : persistence::id_list(fw.aggregate.sorted_event_ids());
       },
-      q, rate(w.start, cumulative_, after), charge_trigger::window_final, fw.charge,
-      fw.unpriced_quantity, false);
+      q, rate(w.start, cumulative_, after), charge_trigger::window_final, false);
   cumulative_ = after;
   update_line(w.start, q, fw.charge);
 }
@@ -190,8 +203,7 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
         make_aggregate_record(customer_id_, meter_.metric, start, start + cfg_.window_size,
                               revision, aggregate_kind::reaggregated, agg);
     if (it == windows_.end())
-      it =
-          windows_.emplace(start, final_window{window_aggregate(meter_.kind), {}, 0, {}, {}}).first;
+      it = windows_.emplace(start, final_window{window_aggregate(meter_.kind), {}, 0, {}}).first;
     it->second.aggregate = std::move(agg);
     it->second.revision = revision;
     it->second.aggregation_id = persistence::packed_id(r.aggregation_id);
@@ -203,10 +215,9 @@ void rating_state::rerate(std::uint64_t step, phase p, const std::set<timestamp>
     for (auto& [start, fw] : windows_) {
       const decimal q = fw.aggregate.quantity();
       const decimal after = cumulative + q;
-      emit_rating(
-          p, period_.start, start, start + cfg_.window_size, fw.aggregation_id,
-          [&] { return fw.aggregate.sorted_event_ids(); }, q, rate(start, cumulative, after),
-          charge_trigger::rerate, fw.charge, fw.unpriced_quantity, true);
+      rate_window(
+          p, period_.start, start, fw, [&] { return fw.aggregate.sorted_event_ids(); }, q,
+          rate(start, cumulative, after), charge_trigger::rerate, true);
       cumulative = after;
       update_line(start, q, fw.charge);
     }
@@ -223,7 +234,11 @@ void rating_state::restore_window(timestamp start, window_aggregate&& aggregate,
   const decimal q = aggregate.quantity();
   windows_.insert_or_assign(start, final_window{std::move(aggregate),
                                                 persistence::packed_id(aggregation_id), revision,
-                                                std::move(charge), unpriced_quantity});
+                                                std::move(charge)});
+  if (unpriced_quantity)
+    unpriced_.insert_or_assign(start, *unpriced_quantity);
+  else
+    unpriced_.erase(start);
   cumulative_ += q;
 }
 
@@ -238,7 +253,7 @@ void rating_state::adopt(const std::map<timestamp, current_charge>& stored) {
     if (it == stored.end())
       continue;
     fw.charge = it->second;
-    fw.unpriced_quantity.reset();
+    unpriced_.erase(start);
   }
   if (!config::is_additive(meter_.kind) && closed_) {
     auto it = stored.find(period_.start);

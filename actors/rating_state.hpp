@@ -55,7 +55,6 @@ private:
     persistence::packed_id aggregation_id; // packed: one per final window, kept all period
     std::uint32_t revision = 0;
     std::optional<current_charge> charge;
-    std::optional<decimal> unpriced_quantity; // the quantity it is listed with when unpriced
   };
   struct rated {
     std::optional<pricing::charge_explanation> charge;
@@ -70,6 +69,11 @@ private:
                    decimal quantity, rated&& r, persistence::charge_trigger trigger,
                    std::optional<current_charge>& current,
                    std::optional<decimal>& unpriced_quantity, bool only_if_changed);
+  // emit_rating for a final window, with the quantity it is listed with as unpriced.
+  template <class SourceIds>
+  void rate_window(phase p, timestamp order_t, timestamp start, final_window& fw,
+                   SourceIds&& source_ids, decimal quantity, rated&& r,
+                   persistence::charge_trigger trigger, bool only_if_changed);
   void rate_period(phase p, persistence::charge_trigger trigger, bool only_if_changed);
   void update_line(timestamp window_start, decimal quantity,
                    const std::optional<current_charge>& charge);
@@ -80,6 +84,9 @@ private:
   const config::meter& meter_;
   pricing::period period_;
   std::map<timestamp, final_window> windows_; // by window start
+  // The quantity each unpriced window is listed with: kept apart, since few windows are
+  // unpriced and every final window is kept all period.
+  std::map<timestamp, decimal> unpriced_;
   decimal cumulative_;
   bool closed_ = false; // period-level meters: rated at period close
   std::optional<current_charge> period_charge_;

@@ -64,8 +64,9 @@ struct chain_totals {
     friend bool operator==(const window_key&, const window_key&) = default;
     friend auto operator<=>(const window_key&, const window_key&) = default;
   };
+  // noexcept: the hash maps then keep no hash code beside each entry (libstdc++).
   struct window_key_hash {
-    std::size_t operator()(const window_key& k) const {
+    std::size_t operator()(const window_key& k) const noexcept {
       return (static_cast<std::size_t>(k.start) * 0x9E3779B97F4A7C15ull) ^ k.scope;
     }
   };
