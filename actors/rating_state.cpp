@@ -110,6 +110,7 @@ void rating_state::add_final(std::uint64_t step, window_final&& w) {
                                                         w.revision,
                                                         {}})
                          ->second;
+  unpriced_.erase(w.start); // a window final anew starts unlisted, as it starts uncharged
   if (!config::is_additive(meter_.kind))
     return;
   const decimal q = fw.aggregate.quantity();
