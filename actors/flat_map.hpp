@@ -7,7 +7,7 @@
 // before the end moves the later entries. Like std::vector, an insert invalidates iterators and
 // references.
 //
-// Not used for the rating stage's final windows: at ~260 bytes each, a vector's spare capacity
+// Not used for the rating stage's final windows: at ~220 bytes each, a vector's spare capacity
 // and the buffers it leaves behind when it grows cost more memory than tree nodes (peak RSS
 // +20 MB at 1M events), for a similar gain.
 

@@ -10,8 +10,6 @@
 
 namespace meterflow::persistence {
 
-struct event_view;
-
 struct event {
   std::string customer_id;
   std::string event_id;
@@ -21,11 +19,8 @@ struct event {
   // Canonical compact JSON of the metadata object (keys sorted, numbers by value), "" if absent.
   std::string metadata;
 
-  // Equality of the canonical payload (SEMANTICS §11): same instant, type, value and metadata.
-  bool same_payload(const event& other) const {
-    return event_time == other.event_time && event_type == other.event_type &&
-           value == other.value && metadata == other.metadata;
-  }
+  // Equality of the canonical payload (SEMANTICS §11): event_view::same_payload.
+  bool same_payload(const event& other) const;
 };
 
 // An event read in place: from a store (which packs what it keeps, so it hands out views) or
@@ -50,15 +45,15 @@ struct event_view {
       : customer_id(customer_id), event_id(event_id), event_type(event_type),
         event_time(event_time), value(value), metadata(metadata) {}
 
-  event to_event() const {
-    return {
-        std::string(customer_id), std::string(event_id), std::string(event_type), event_time, value,
-        std::string(metadata)};
-  }
+  // Equality of the canonical payload (SEMANTICS §11): same instant, type, value and metadata.
   bool same_payload(const event_view& other) const {
     return event_time == other.event_time && event_type == other.event_type &&
            value == other.value && metadata == other.metadata;
   }
 };
+
+inline bool event::same_payload(const event& other) const {
+  return event_view(*this).same_payload(other);
+}
 
 } // namespace meterflow::persistence
