@@ -6,7 +6,10 @@
 // watermark, within the allowed lateness of examples/config.json) and very late events (older
 // than their window end + 1h, so they trigger re-rating). The same flags and seed always give
 // the same bytes. Floating point only draws random choices here; it never touches an amount.
+// With --send, the same lines go to a running meterflow (HTTP API or Kafka) at a target rate,
+// and the answer latencies are reported (bench/send.hpp).
 
+#include "bench/send.hpp"
 #include "pricing/time.hpp"
 
 #include <algorithm>
@@ -14,8 +17,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -32,7 +39,8 @@ constexpr duration hour = 60 * minute;
 
 const char* const usage_text = R"(Usage: meterflow-loadgen [options]
 
-Writes N usage events as NDJSON, deterministically for a seed.
+Writes N usage events as NDJSON, deterministically for a seed, or sends them to a running
+meterflow at a target rate and reports the latency of the answers (--send).
 
 Options:
   --events N            lines to write, duplicates included (default 1000000)
@@ -49,6 +57,21 @@ Options:
   --seed N              random seed (default 42)
   --out FILE            output file; - is standard output (default -)
   --help                show this text
+
+Sending (instead of --out; the same lines, in the same order):
+  --send URL            http://HOST:PORT: POST /v1/events, NDJSON batches (meterflow serve
+                        --listen); kafka://HOST:PORT[,...]: produce to the topic, keyed by
+                        customer like the API (idempotent, acks=all)
+  --rate N              events per second offered, open loop: batch i is due at
+                        i x batch / N seconds and its latency counts from then (default 0:
+                        each batch as soon as a connection is free)
+  --batch N             events per request or per Kafka flush (default 1000)
+  --connections N       HTTP keep-alive connections, one batch in flight each (default 4)
+  --api-key KEY         HTTP bearer token (default: $METERFLOW_API_KEY)
+  --topic T             Kafka topic (default telemetry-events)
+  --kafka-property K=V  a librdkafka producer setting; repeatable
+A summary line goes to standard output; exit status 1 if any batch was not accepted
+(anything but 202 from the API, or a message Kafka did not acknowledge).
 )";
 
 struct options {
@@ -63,6 +86,12 @@ struct options {
   duration span = 30 * 24 * hour;
   std::uint64_t seed = 42;
   std::string out = "-";
+  bool out_given = false;
+  std::optional<meterflow::bench::send_options> send;
+  // Sending flags seen before --send, applied once it is known.
+  std::uint64_t rate = 0, batch = 1000, connections = 4;
+  std::string api_key, topic = "telemetry-events";
+  std::map<std::string, std::string> kafka_properties;
 };
 
 // xoshiro256** seeded with splitmix64: fast, well distributed, identical on every platform.
@@ -291,12 +320,52 @@ options parse_options(int argc, char** argv) {
       o.seed = parse_count(name, value);
     } else if (name == "out") {
       o.out = std::string(value);
+      o.out_given = true;
+    } else if (name == "send") {
+      o.send.emplace();
+      o.send->target = meterflow::bench::parse_send_target(value);
+    } else if (name == "rate") {
+      o.rate = parse_count(name, value);
+    } else if (name == "batch") {
+      o.batch = parse_count(name, value);
+      if (o.batch == 0 || o.batch > 1'000'000)
+        throw std::invalid_argument("--batch: expected 1 .. 1000000");
+    } else if (name == "connections") {
+      o.connections = parse_count(name, value);
+      if (o.connections == 0 || o.connections > 256)
+        throw std::invalid_argument("--connections: expected 1 .. 256");
+    } else if (name == "api-key") {
+      o.api_key = std::string(value);
+    } else if (name == "topic") {
+      if (value.empty())
+        throw std::invalid_argument("--topic: empty");
+      o.topic = std::string(value);
+    } else if (name == "kafka-property") {
+      const auto eq = value.find('=');
+      if (eq == std::string_view::npos || eq == 0)
+        throw std::invalid_argument("--kafka-property: expected NAME=VALUE: " + std::string(value));
+      o.kafka_properties[std::string(value.substr(0, eq))] = std::string(value.substr(eq + 1));
     } else {
       throw std::invalid_argument("unknown option --" + std::string(name));
     }
   }
   if (o.late_rate + o.very_late_rate > 1.0)
     throw std::invalid_argument("--late-rate + --very-late-rate must not exceed 1");
+  if (o.send) {
+    if (o.out_given)
+      throw std::invalid_argument("--out and --send exclude each other");
+    o.send->rate = o.rate;
+    o.send->batch = o.batch;
+    o.send->connections = o.connections;
+    o.send->api_key = o.api_key;
+    if (o.api_key.empty())
+      if (const char* key = std::getenv("METERFLOW_API_KEY"))
+        o.send->api_key = key;
+    o.send->topic = o.topic;
+    o.send->kafka_properties = o.kafka_properties;
+  } else if (o.rate || o.api_key.size() || !o.kafka_properties.empty()) {
+    throw std::invalid_argument("--rate, --api-key and --kafka-property need --send");
+  }
   return o;
 }
 
@@ -369,11 +438,56 @@ tally generate(const options& o, std::FILE* out) {
   return t;
 }
 
+void print_tally(const options& o, const tally& t) {
+  std::cerr << "meterflow-loadgen: " << o.events << " lines: " << t.on_time << " on time, "
+            << t.late << " late, " << t.very_late << " very late, " << t.duplicates
+            << " duplicates; " << t.storage << " storage events, "
+            << (o.events - t.duplicates - t.storage) << " api_call events\n";
+}
+
+// Generates the lines into memory and sends them (--send); 0 when every batch was accepted.
+int send(options o) {
+  char* text = nullptr;
+  std::size_t size = 0;
+  std::FILE* memory = ::open_memstream(&text, &size);
+  if (memory == nullptr)
+    throw std::runtime_error("cannot allocate the events in memory");
+  const tally t = generate(o, memory);
+  if (std::fclose(memory) != 0)
+    throw std::runtime_error("cannot hold the events in memory");
+  const std::unique_ptr<char, decltype(&std::free)> owned(text, &std::free);
+  std::vector<std::string_view> lines;
+  lines.reserve(o.events);
+  for (std::string_view rest(text, size); !rest.empty();) {
+    const auto nl = rest.find('\n');
+    lines.push_back(rest.substr(0, nl));
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+  }
+  print_tally(o, t);
+  o.send->progress = &std::cerr;
+  const auto r = meterflow::bench::send_lines(lines, *o.send);
+  std::printf("meterflow-loadgen: sent %llu events in %llu batches to %s in %.2f s: %.0f events/s "
+              "(offered %s); latency from due time p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+              "%llu failed batches (%llu events)\n",
+              static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.batches),
+              o.send->target.url.c_str(), r.seconds,
+              r.seconds > 0 ? static_cast<double>(r.events) / r.seconds : 0.0,
+              o.send->rate ? (std::to_string(o.send->rate) + "/s").c_str() : "unpaced",
+              r.latency_ms(0.50), r.latency_ms(0.99), r.latency_ms(1.0),
+              static_cast<unsigned long long>(r.failed_batches),
+              static_cast<unsigned long long>(r.failed_events));
+  if (r.failed_batches)
+    std::fprintf(stderr, "meterflow-loadgen: first failure: %s\n", r.first_error.c_str());
+  return r.failed_batches ? 1 : 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   try {
-    const options o = parse_options(argc, argv);
+    options o = parse_options(argc, argv);
+    if (o.send)
+      return send(std::move(o));
     std::FILE* out = stdout;
     if (o.out != "-") {
       out = std::fopen(o.out.c_str(), "wb");
@@ -383,10 +497,7 @@ int main(int argc, char** argv) {
     const tally t = generate(o, out);
     if (std::fflush(out) != 0 || (out != stdout && std::fclose(out) != 0))
       throw std::runtime_error("write failed: " + std::string(std::strerror(errno)));
-    std::cerr << "meterflow-loadgen: " << o.events << " lines: " << t.on_time << " on time, "
-              << t.late << " late, " << t.very_late << " very late, " << t.duplicates
-              << " duplicates; " << t.storage << " storage events, "
-              << (o.events - t.duplicates - t.storage) << " api_call events\n";
+    print_tally(o, t);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "meterflow-loadgen: " << e.what() << "\n";

@@ -5,6 +5,7 @@
 #include "actors/dataflow.hpp"
 #include "runtime/http_server.hpp"
 #include "runtime/kafka_mock.hpp"
+#include "support/kafka_topic.hpp"
 #include "support/pg_test_schema.hpp"
 
 #include <arpa/inet.h>
@@ -30,50 +31,6 @@ constexpr int partitions = 4;
 constexpr std::int16_t produce_api_key =
     0; // Kafka's Produce request (librdkafka's produce_api_key is private)
 const std::string api_key = "test-key-0123456789abcdef";
-
-struct topic_message {
-  std::int32_t partition;
-  std::string key;
-  std::string payload;
-};
-
-// Every message of the topic, read by partition assignment (no consumer group: no join wait).
-std::vector<topic_message> read_topic(const mock_kafka_cluster& cluster, const std::string& topic) {
-  auto conf = make_kafka_conf({}, {{"bootstrap.servers", cluster.bootstrap()},
-                                   {"group.id", "http-test-reader"},
-                                   {"enable.auto.commit", "false"},
-                                   {"auto.offset.reset", "earliest"}});
-  auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(conf));
-  rd_kafka_poll_set_consumer(consumer.get());
-  std::map<std::int32_t, std::int64_t> ends;
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-  for (int p = 0; p < partitions; ++p) {
-    std::int64_t low = 0, high = 0;
-    REQUIRE(rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 5000) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR);
-    ends[p] = high;
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  }
-  REQUIRE(rd_kafka_assign(consumer.get(), list) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_topic_partition_list_destroy(list);
-  std::size_t expected = 0;
-  for (const auto& [p, end] : ends)
-    expected += static_cast<std::size_t>(end);
-  std::vector<topic_message> out;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 100);
-    if (!m)
-      continue;
-    if (!m->err)
-      out.push_back({m->partition, std::string(static_cast<const char*>(m->key), m->key_len),
-                     std::string(static_cast<const char*>(m->payload), m->len)});
-    rd_kafka_message_destroy(m);
-  }
-  rd_kafka_consumer_close(consumer.get());
-  REQUIRE(out.size() == expected);
-  return out;
-}
 
 std::string event(const std::string& id, const std::string& customer = "c1",
                   const std::string& value = "1") {
@@ -132,7 +89,7 @@ struct server_fixture {
 
 // The topic holds exactly `accepted`, once each, keyed by customer on partition_of(customer).
 void check_topic(const server_fixture& f, const std::multiset<std::string>& accepted) {
-  const auto messages = read_topic(f.cluster, f.topic);
+  const auto messages = test::read_topic(f.cluster, f.topic, partitions);
   std::multiset<std::string> payloads;
   for (const auto& m : messages) {
     payloads.insert(m.payload);
