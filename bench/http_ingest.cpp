@@ -3,6 +3,10 @@
 // file (bench/loadgen.cpp) over keep-alive connections; every batch must be answered 202.
 // Prints events/s and the p50/p99 request latency. Clients, server and brokers share the
 // machine's cores, so the figure is a lower bound for a server alone.
+//
+// With --serve it only serves: the HTTP service on the mock cluster, nothing consuming the topic,
+// until SIGTERM or SIGINT. It prints `http=HOST:PORT` and `key=KEY` for a client such as
+// `meterflow-loadgen --send` (bench/ingest.sh).
 
 #include "config/config.hpp"
 #include "runtime/http_server.hpp"
@@ -11,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <httplib.h>
@@ -23,6 +28,7 @@
 namespace {
 
 const char* const usage_text = R"(Usage: meterflow-http-bench --config FILE --events FILE [options]
+       meterflow-http-bench --config FILE --serve [options]
 
 Options:
   --clients N       concurrent clients, one keep-alive connection each (default 4)
@@ -30,12 +36,14 @@ Options:
   --partitions N    topic partitions (default 4)
   --brokers N       mock brokers; the topic is replicated on up to 3 (default 1)
   --threads N       HTTP worker threads (default: clients + 2)
+  --serve           serve until SIGTERM or SIGINT instead of posting the events file
 )";
 
 struct options {
   std::string config, events;
   std::size_t clients = 4, batch = 1000, threads = 0;
   int partitions = 4, brokers = 1;
+  bool serve = false;
 };
 
 options parse_args(int argc, char** argv) {
@@ -61,11 +69,13 @@ options parse_args(int argc, char** argv) {
       o.brokers = std::stoi(next());
     else if (arg == "--threads")
       o.threads = std::stoul(next());
+    else if (arg == "--serve")
+      o.serve = true;
     else
       throw std::runtime_error("unknown option " + arg);
   }
-  if (o.config.empty() || o.events.empty() || o.clients == 0 || o.batch == 0)
-    throw std::runtime_error("--config and --events are required");
+  if (o.config.empty() || (o.events.empty() && !o.serve) || o.clients == 0 || o.batch == 0)
+    throw std::runtime_error("--config and --events (or --serve) are required");
   return o;
 }
 
@@ -81,6 +91,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
+  // --serve waits for these signals instead of handling them: blocked before any thread starts,
+  // so every thread inherits the mask.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  if (o.serve)
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   std::vector<std::string> bodies;
   std::size_t events = 0;
@@ -121,6 +139,15 @@ int main(int argc, char** argv) {
   service_options.kafka = {
       cluster.bootstrap(), "telemetry-events", {{"max.in.flight.requests.per.connection", "1"}}};
   runtime::http_service service(cfg, service_options, metrics);
+  if (o.serve) {
+    service.start();
+    std::printf("http=127.0.0.1:%d\nkey=%s\n", service.port(), key.c_str());
+    std::fflush(stdout);
+    int signal = 0;
+    sigwait(&stop, &signal);
+    service.stop();
+    return 0;
+  }
   service.start();
 
   std::atomic<std::size_t> next{0}, failures{0};
