@@ -147,17 +147,26 @@ void run_sink::write_charge(const actors::keyed<persistence::charge_record>& k) 
   const auto& c = k.record;
   ++totals_.charges;
   const persistence::packed_id id(c.charge_id);
-  if (totals_.current_charges.count(id) || totals_.superseded_charge_ids.count(id))
-    ++totals_.duplicate_charge_ids;
+  const chain_totals::charge_summary summary{
+      totals_.scope_of(c.customer_id, c.metric, c.calculation.currency),
+      pricing::period_of(c.window_start).start, c.quantity, c.amount()};
+  // A charge id seen before is current or superseded. The superseded set is small (re-rated
+  // charges); the current charges are one entry per window, probed once on the common path.
+  bool duplicate = totals_.superseded_charge_ids.count(id) > 0;
   if (c.supersedes_charge_id) {
+    duplicate = duplicate || totals_.current_charges.count(id) > 0;
     const persistence::packed_id superseded(*c.supersedes_charge_id);
     if (totals_.current_charges.erase(superseded) == 0)
       totals_.broken_links += " " + c.charge_id;
     else
       totals_.superseded_charge_ids.insert(superseded);
+    totals_.current_charges.insert_or_assign(id, summary);
+  } else if (auto [it, added] = totals_.current_charges.try_emplace(id, summary); !added) {
+    duplicate = true;
+    it->second = summary;
   }
-  totals_.current_charges[id] = {totals_.scope_of(c.customer_id, c.metric, c.calculation.currency),
-                                 pricing::period_of(c.window_start).start, c.quantity, c.amount()};
+  if (duplicate)
+    ++totals_.duplicate_charge_ids;
   if (dir_) {
     persistence::append_line(buffer_, c);
     if (buffer_.size() > (1 << 20))

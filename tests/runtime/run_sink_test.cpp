@@ -41,13 +41,26 @@ TEST_CASE("run_sink counts a charge id seen twice, current or superseded", "[run
   CHECK(sink.totals().current_charges.size() == 2);
 
   actors::partition_output again;
-  again.charges.push_back(charge(4, a));                       // superseded before: twice
-  again.charges.push_back(charge(5, b));                       // current: twice
-  again.charges.push_back(charge(6, "text-id"));               // a text id, current: twice
+  again.charges.push_back(charge(4, a));                                // superseded before: twice
+  again.charges.push_back(charge(5, b));                                // current: twice
+  again.charges.back().record.quantity = pricing::decimal::from_int(7); // and it now counts
+  again.charges.push_back(charge(6, "text-id"));                        // a text id, current: twice
   again.charges.push_back(charge(7, c, std::string(64, 'd'))); // supersedes no current charge
   sink.add(std::move(again));
-  sink.seal();
+  sink.flush(0);
   CHECK(sink.totals().charges == 7);
   CHECK(sink.totals().duplicate_charge_ids == 3);
   CHECK(sink.totals().broken_links == " " + c);
+  CHECK(sink.totals().current_charges.at(persistence::packed_id(b)).quantity ==
+        pricing::decimal::from_int(7));
+
+  actors::partition_output last;
+  last.charges.push_back(charge(8, b, c)); // supersedes c, but b is current already: twice
+  sink.add(std::move(last));
+  sink.seal();
+  CHECK(sink.totals().charges == 8);
+  CHECK(sink.totals().duplicate_charge_ids == 4);
+  CHECK(sink.totals().broken_links == " " + c);
+  CHECK(sink.totals().current_charges.size() == 3); // a's replay, b and the text id
+  CHECK(sink.totals().current_charges.at(persistence::packed_id(b)).quantity.is_zero());
 }
