@@ -10,15 +10,14 @@ invoice_state::invoice_state(const config::configuration& cfg, std::string custo
                              pricing::period period)
     : cfg_(cfg), customer_id_(std::move(customer_id)), period_(period) {}
 
-void invoice_state::billed_line::add_charge_ids(const std::vector<std::string>& ids) {
-  for (const std::string& id : ids)
-    charge_ids.emplace_back(id);
+void invoice_state::billed_line::add_charge_ids(const std::vector<persistence::packed_id>& ids) {
+  charge_ids.insert(charge_ids.end(), ids.begin(), ids.end());
   std::sort(charge_ids.begin(), charge_ids.end());
   charge_ids.erase(std::unique(charge_ids.begin(), charge_ids.end()), charge_ids.end());
 }
 
-bool invoice_state::billed_line::billed(const std::string& id) const {
-  return std::binary_search(charge_ids.begin(), charge_ids.end(), persistence::packed_id(id));
+bool invoice_state::billed_line::billed(const persistence::packed_id& id) const {
+  return std::binary_search(charge_ids.begin(), charge_ids.end(), id);
 }
 
 void invoice_state::update(std::vector<line_update>&& lines) {
@@ -52,7 +51,7 @@ invoice_state::totals invoice_state::compute() const {
       any = true;
       sum += w.amount;
       mode = w.rounding; // the latest current charge's version decides the rounding
-      line.charge_ids.push_back(w.charge_id.str());
+      line.charge_ids.push_back(w.charge_id);
     }
     if (!any)
       continue;
@@ -165,7 +164,7 @@ void invoice_state::settle(std::uint64_t step, timestamp watermark) {
     // The charges this correction bills: those that are current now and were not billed.
     if (billed != billed_.end())
       std::erase_if(delta.charge_ids,
-                    [&](const std::string& id) { return billed->second.billed(id); });
+                    [&](const persistence::packed_id& id) { return billed->second.billed(id); });
     delta.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
     r.line_items.push_back(std::move(delta));
   }

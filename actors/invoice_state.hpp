@@ -62,8 +62,8 @@ private:
     decimal amount;
     // The charges behind what was billed, sorted (packed: a period can bill thousands).
     std::vector<persistence::packed_id> charge_ids;
-    void add_charge_ids(const std::vector<std::string>& ids);
-    bool billed(const std::string& id) const;
+    void add_charge_ids(const std::vector<persistence::packed_id>& ids);
+    bool billed(const persistence::packed_id& id) const;
   };
 
   totals compute() const;

@@ -94,4 +94,20 @@ std::string packed_id::str() const {
   return out;
 }
 
+std::vector<packed_id> pack_ids(const std::vector<std::string>& ids) {
+  std::vector<packed_id> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids)
+    out.emplace_back(id);
+  return out;
+}
+
+std::vector<std::string> id_strings(const std::vector<packed_id>& ids) {
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const packed_id& id : ids)
+    out.push_back(id.str());
+  return out;
+}
+
 } // namespace meterflow::persistence

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace meterflow::persistence {
 
@@ -57,5 +58,9 @@ private:
   }
   std::array<std::uint64_t, 4> words_{};
 };
+
+// Lists of ids between their text form (JSON, SQL, documents) and their packed one.
+std::vector<packed_id> pack_ids(const std::vector<std::string>& ids);
+std::vector<std::string> id_strings(const std::vector<packed_id>& ids);
 
 } // namespace meterflow::persistence

@@ -124,7 +124,7 @@ ordered_json to_json(const invoice_record& r) {
                      {"metric", l.metric},
                      {"quantity", l.quantity.to_string()},
                      {"amount", money(l.amount, r.currency)},
-                     {"charge_ids", l.charge_ids}});
+                     {"charge_ids", id_strings(l.charge_ids)}});
   return {{"invoice_id", r.invoice_id},
           {"type", to_string(r.type)},
           {"corrects_invoice_id", optional_string(r.corrects_invoice_id)},
@@ -232,7 +232,7 @@ invoice_record invoice_from_json(const nlohmann::json& j) {
   for (const auto& l : array_field(j, "line_items"))
     r.line_items.push_back({string_field(l, "line_item_id"), string_field(l, "metric"),
                             decimal_field(l, "quantity"), decimal_field(l, "amount"),
-                            strings_field(l, "charge_ids")});
+                            pack_ids(strings_field(l, "charge_ids"))});
   r.subtotal = decimal_field(j, "subtotal");
   r.credits_applied = decimal_field(j, "credits_applied");
   r.total = decimal_field(j, "total");

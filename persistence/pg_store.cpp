@@ -504,7 +504,7 @@ const std::string line_fields =
 // A row of line_fields, whose columns begin at `first`.
 invoice_line line_of(const pqxx::row& l, int first = 0) {
   return {l[first].as<std::string>(), l[first + 1].as<std::string>(), decimal_of(l[first + 2]),
-          decimal_of(l[first + 3]), strings_of_json(l[first + 4])};
+          decimal_of(l[first + 3]), pack_ids(strings_of_json(l[first + 4]))};
 }
 
 invoice_record invoice_of(pqxx::transaction_base& tx, const pqxx::row& r) {
@@ -915,7 +915,7 @@ private:
       tx.exec_params("INSERT INTO invoice_line_items (line_item_id, invoice_id, line_no, metric, "
                      "quantity, amount, charge_ids) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                      l.line_item_id, i.invoice_id, line_no++, l.metric, l.quantity.to_string(),
-                     l.amount.to_string(), text_array(l.charge_ids));
+                     l.amount.to_string(), text_array(id_strings(l.charge_ids)));
     record_status(tx, {i.invoice_id, i.status, "meterflow", "recorded with the invoice"},
                   i.customer_id, i.currency, i.total);
   }

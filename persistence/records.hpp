@@ -4,6 +4,7 @@
 // rated charges, invoices and unpriced windows. Records are never changed once emitted; a
 // correction is a new record that points at what it supersedes.
 
+#include "persistence/ids.hpp"
 #include "pricing/rating.hpp"
 
 #include <cstdint>
@@ -110,7 +111,9 @@ struct invoice_line {
   std::string metric;
   decimal quantity;
   decimal amount; // rounded to the currency's minor unit
-  std::vector<std::string> charge_ids;
+  // Packed (32 bytes, no allocation): an issued invoice lists every current charge of its
+  // period, and a run issues most of its invoices at once, at the end of its input.
+  std::vector<packed_id> charge_ids;
 };
 
 enum class invoice_type { standard, correction };

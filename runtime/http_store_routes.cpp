@@ -251,7 +251,8 @@ std::string invoice_pdf(session& s, const std::string& id) {
   const auto inv = stored_invoice(s, id);
   std::set<std::string> wanted;
   for (const auto& line : inv.line_items)
-    wanted.insert(line.charge_ids.begin(), line.charge_ids.end());
+    for (const auto& id : line.charge_ids)
+      wanted.insert(id.str());
   std::vector<persistence::charge_record> charges;
   for (const auto& charge_id : wanted) {
     auto c = s.reader->charge(charge_id);

@@ -319,7 +319,8 @@ private:
   void explain(const persistence::invoice_line& line) {
     std::vector<const charge_record*> charges;
     decimal sum;
-    for (const auto& id : line.charge_ids) {
+    for (const auto& packed : line.charge_ids) {
+      const std::string id = packed.str();
       auto it = by_id_.find(id);
       if (it == by_id_.end())
         throw std::invalid_argument("invoice " + inv_.invoice_id + ": charge " + id + " of line " +

@@ -27,7 +27,8 @@ using persistence::invoice_record;
 std::set<std::string> charge_ids(const invoice_record& invoice) {
   std::set<std::string> ids;
   for (const auto& line : invoice.line_items)
-    ids.insert(line.charge_ids.begin(), line.charge_ids.end());
+    for (const auto& id : line.charge_ids)
+      ids.insert(id.str());
   return ids;
 }
 

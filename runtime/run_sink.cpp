@@ -245,7 +245,7 @@ void run_sink::flush(std::uint64_t upto_line) {
     // charge id of the period: unless every record is retained, the ids go once written.
     if (!retain_)
       for (auto& line : k.record.line_items)
-        std::vector<std::string>().swap(line.charge_ids);
+        std::vector<persistence::packed_id>().swap(line.charge_ids);
     invoices_.push_back(std::move(k));
   }
   // Re-rate runs belong to the system of record; the output files show their documents.

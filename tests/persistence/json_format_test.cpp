@@ -114,7 +114,8 @@ TEST_CASE("invoice JSON puts money at the currency's minor unit, never -0.00",
   inv.customer_id = "c1";
   inv.period = meterflow::pricing::parse_period("2024-01").value();
   inv.currency = "USD";
-  inv.line_items.push_back({"l1", "api_calls", d("1234"), d("98.72"), {"c"}});
+  inv.line_items.push_back(
+      {"l1", "api_calls", d("1234"), d("98.72"), {meterflow::persistence::packed_id("c")}});
   inv.subtotal = d("98.72");
   inv.credits_applied = d("0");
   inv.total = d("98.72");
@@ -152,7 +153,7 @@ TEST_CASE("charges and invoices read back from their JSON as written", "[persist
   inv.customer_id = "c1";
   inv.period = meterflow::pricing::parse_period("2024-01").value();
   inv.currency = "USD";
-  inv.line_items.push_back({"l1", "api_calls", d("-3"), d("-0.24"), {"c", "d"}});
+  inv.line_items.push_back({"l1", "api_calls", d("-3"), d("-0.24"), p::pack_ids({"c", "d"})});
   inv.subtotal = d("-0.24");
   inv.credits_applied = d("0.5");
   inv.total = d("-0.74");

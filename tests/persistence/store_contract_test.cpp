@@ -197,11 +197,8 @@ p::invoice_record invoice(const char* id, const char* customer, const char* mont
   i.period = meterflow::pricing::parse_period(month).value();
   i.currency = "USD";
   i.status = status;
-  i.line_items = {{p::content_id({"line", id, "api_calls"}),
-                   "api_calls",
-                   d("1234.5"),
-                   d(total),
-                   {"charge-a", "charge-b"}},
+  i.line_items = {{p::content_id({"line", id, "api_calls"}), "api_calls", d("1234.5"), d(total),
+                   p::pack_ids({"charge-a", "charge-b"})},
                   {p::content_id({"line", id, "gb_stored"}), "gb_stored", d("0"), d("0"), {}}};
   i.subtotal = d(total);
   i.credits_applied = d("0");
@@ -890,7 +887,7 @@ TEST_CASE("postgresql: the auditor's views and columns", "[persistence][postgres
   const auto w1 = charge("c1", "2024-01-01T10:00:00Z", "1000", "0", "100");
   const auto w1_rerated = charge("c1", "2024-01-01T10:00:00Z", "1001", "0", "100.08", &w1);
   auto jan = invoice("inv_c1_2024-01", "c1", "2024-01", "100.08");
-  jan.line_items[0].charge_ids = {w1_rerated.charge_id};
+  jan.line_items[0].charge_ids = {meterflow::persistence::packed_id(w1_rerated.charge_id)};
   auto records = p::make_pg_record_store(schema.conninfo());
   records->append({{}, {w1, w1_rerated}, {}, {jan}, {}});
   records->append_status({"inv_c1_2024-01", "paid", "finance", ""});

@@ -252,7 +252,7 @@ TEST_CASE("invoice pdf: the renderer breaks pages, needs every charge and shows 
                               "metric_" + std::to_string(i),
                               c.quantity,
                               calc.amount,
-                              {c.charge_id}});
+                              {persistence::packed_id(c.charge_id)}});
     inv.subtotal += calc.amount;
     charges.push_back(std::move(c));
   }
