@@ -45,6 +45,19 @@ std::string temp_dir() {
   return pattern;
 }
 
+// The generated lines (their file in a directory removed at the end) and a mock cluster with
+// `topic`, where the lines are to arrive.
+struct send_fixture {
+  explicit send_fixture(const std::string& topic) { cluster.create_topic(topic, partitions); }
+  ~send_fixture() { std::filesystem::remove_all(dir); }
+  send_fixture(const send_fixture&) = delete;
+  send_fixture& operator=(const send_fixture&) = delete;
+
+  std::string dir = temp_dir();
+  std::vector<std::string> lines = generated_lines(dir);
+  mock_kafka_cluster cluster{1};
+};
+
 // "sent N events in B batches ... in S s: ... F failed batches" from the summary line.
 struct summary {
   std::uint64_t events = 0, batches = 0, failed = 0;
@@ -101,11 +114,8 @@ TEST_CASE("loadgen --send: latency quantiles are nearest-rank", "[bench]") {
 
 TEST_CASE("loadgen --send http: every generated line reaches the API, paced by --rate",
           "[bench][http]") {
-  const std::string dir = temp_dir();
-  const auto lines = generated_lines(dir);
-
-  mock_kafka_cluster cluster(1);
-  cluster.create_topic("telemetry-events", partitions);
+  send_fixture f("telemetry-events");
+  const auto& lines = f.lines;
   auto cfg = config::load_file(std::string(METERFLOW_SOURCE_DIR) + "/examples/config.json");
   cfg.http.api_keys = {{"bench", api_key}};
   cfg.http.max_events_per_request = 500;
@@ -113,7 +123,7 @@ TEST_CASE("loadgen --send http: every generated line reaches the API, paced by -
   service_metrics metrics;
   http_service_options options;
   options.port = 0;
-  options.kafka = {cluster.bootstrap(), "telemetry-events", {{"linger.ms", "1"}}};
+  options.kafka = {f.cluster.bootstrap(), "telemetry-events", {{"linger.ms", "1"}}};
   http_service service(cfg, options, metrics);
   service.start();
   const std::string url = "http://127.0.0.1:" + std::to_string(service.port());
@@ -129,22 +139,25 @@ TEST_CASE("loadgen --send http: every generated line reaches the API, paced by -
     CHECK(s.failed == 0);
     CHECK(s.seconds >= 0.25);
 
-    // The API published each distinct event once and answered the replays as duplicates.
-    std::set<std::string> distinct;
-    for (const auto& line : lines) {
+    // Every distinct event reached the topic, and nothing else did. The API answers replays as
+    // duplicates best-effort: two connections may carry the same event at the same time, and
+    // both copies are published (docs/api.md; the engine stores it once).
+    const auto key_of = [](const std::string& line) {
       const auto j = nlohmann::json::parse(line);
-      distinct.insert(j.at("customer_id").get<std::string>() + "/" +
-                      j.at("event_id").get<std::string>());
-    }
+      return j.at("customer_id").get<std::string>() + "/" + j.at("event_id").get<std::string>();
+    };
+    std::set<std::string> distinct, published;
+    for (const auto& line : lines)
+      distinct.insert(key_of(line));
     REQUIRE(distinct.size() < lines.size()); // the flags make duplicates
-    const auto messages = test::read_topic(cluster, "telemetry-events", partitions);
-    CHECK(messages.size() == distinct.size());
-    std::multiset<std::string> sent(lines.begin(), lines.end()), published;
+    const std::set<std::string> sent(lines.begin(), lines.end());
+    const auto messages = test::read_topic(f.cluster, "telemetry-events", partitions);
+    CHECK(messages.size() <= lines.size());
     for (const auto& m : messages) {
-      published.insert(m.payload);
       CHECK(sent.count(m.payload) > 0);
+      published.insert(key_of(m.payload));
     }
-    CHECK(std::set<std::string>(published.begin(), published.end()).size() == messages.size());
+    CHECK(published == distinct);
   }
   SECTION("a wrong API key fails every batch, and says so") {
     const auto r = send(url, "--api-key wrong-key-0123456789abcdef --batch 1000");
@@ -152,17 +165,13 @@ TEST_CASE("loadgen --send http: every generated line reaches the API, paced by -
     CHECK(parse_summary(r.out).failed == 3);
     CHECK(r.out.find("HTTP 401") != std::string::npos);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("loadgen --send kafka: every line on its customer's partition, in order",
           "[bench][kafka]") {
-  const std::string dir = temp_dir();
-  const auto lines = generated_lines(dir);
-  mock_kafka_cluster cluster(1);
-  cluster.create_topic("bench-events", partitions);
-
-  const auto r = send("kafka://" + cluster.bootstrap(),
+  send_fixture f("bench-events");
+  const auto& lines = f.lines;
+  const auto r = send("kafka://" + f.cluster.bootstrap(),
                       "--topic bench-events --rate 12000 --batch 1000"
                       " --kafka-property max.in.flight.requests.per.connection=1");
   INFO(r.out);
@@ -173,7 +182,7 @@ TEST_CASE("loadgen --send kafka: every line on its customer's partition, in orde
   CHECK(s.seconds >= 2000.0 / 12000);
 
   // Kafka keeps every line, replays included; each partition holds its lines in file order.
-  const auto messages = test::read_topic(cluster, "bench-events", partitions);
+  const auto messages = test::read_topic(f.cluster, "bench-events", partitions);
   REQUIRE(messages.size() == lines.size());
   std::map<std::int32_t, std::vector<std::string>> expected, got;
   for (const auto& line : lines) {
@@ -185,5 +194,4 @@ TEST_CASE("loadgen --send kafka: every line on its customer's partition, in orde
     got[m.partition].push_back(m.payload);
   }
   CHECK(got == expected);
-  std::filesystem::remove_all(dir);
 }
