@@ -7,7 +7,6 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <httplib.h>
 #include <mutex>
 #include <stdexcept>
@@ -106,7 +105,8 @@ void send_http(const std::vector<std::string_view>& lines, const send_options& o
         const auto latency = (clock::now() - due).count();
         std::string error;
         if (!res)
-          error = "batch " + std::to_string(i) + ": " + httplib::to_string(res.error());
+          error = "batch " + std::to_string(i) + ": no answer from " + o.target.url + " (" +
+                  httplib::to_string(res.error()) + ")";
         else if (res->status != 202)
           error = "batch " + std::to_string(i) + ": HTTP " + std::to_string(res->status) + " " +
                   res->body.substr(0, 300);
