@@ -10,26 +10,33 @@ invoice_state::invoice_state(const config::configuration& cfg, std::string custo
                              pricing::period period)
     : cfg_(cfg), customer_id_(std::move(customer_id)), period_(period) {}
 
-void invoice_state::billed_line::add_charge_ids(const std::vector<persistence::packed_id>& ids) {
-  charge_ids.insert(charge_ids.end(), ids.begin(), ids.end());
-  std::sort(charge_ids.begin(), charge_ids.end());
-  charge_ids.erase(std::unique(charge_ids.begin(), charge_ids.end()), charge_ids.end());
-}
-
-bool invoice_state::billed_line::billed(const persistence::packed_id& id) const {
-  return std::binary_search(charge_ids.begin(), charge_ids.end(), id);
+bool invoice_state::restored_billed(const std::string& metric,
+                                    const persistence::packed_id& id) const {
+  if (!restored_)
+    return false;
+  const auto b = billed_.find(metric);
+  return b != billed_.end() && std::binary_search(b->second.restored_charge_ids.begin(),
+                                                  b->second.restored_charge_ids.end(), id);
 }
 
 void invoice_state::update(std::vector<line_update>&& lines) {
   // Lines come in window order: each is added at the end of its metric's windows.
   for (line_update& u : lines) {
-    window_line w{u.quantity, {}, {}, u.charge.has_value(), {}};
+    window_line w{u.quantity, {}, {}, u.charge.has_value(), false, {}};
     if (u.charge) {
       w.amount = u.charge->amount;
       w.charge_id = u.charge->charge_id;
       w.rounding = u.charge->rounding;
     }
-    metrics_[u.metric].insert_or_assign(u.window_start, std::move(w));
+    auto [it, added] = metrics_[u.metric].try_emplace(u.window_start, w);
+    window_line& line = it->second;
+    if (!added) {
+      // A charge stays billed while it is the window's current one; a new charge is not.
+      w.billed = line.billed && line.charged && w.charged && line.charge_id == w.charge_id;
+      line = w;
+    }
+    if (line.charged && !line.billed)
+      line.billed = restored_billed(u.metric, line.charge_id);
   }
 }
 
@@ -93,15 +100,18 @@ void invoice_state::emit(persistence::invoice_record&& r) {
       {emit_.key(phase::invoice, r.period.start, r.customer_id, ""), std::move(r)});
 }
 
+// Called with the totals of the current lines: every current charge is billed now.
 void invoice_state::remember_billed(const totals& t) {
   billed_.clear();
+  restored_ = false;
   for (const auto& [metric, line] : t.lines) {
     billed_line& b = billed_[metric];
     b.quantity = line.quantity;
     b.amount = line.amount;
-    b.charge_ids.clear();
-    b.add_charge_ids(line.charge_ids);
   }
+  for (auto& [metric, windows] : metrics_)
+    for (auto& [start, w] : windows)
+      w.billed = w.charged;
   billed_subtotal_ = t.subtotal;
   billed_credits_ = t.credits;
   billed_total_ = t.total;
@@ -158,13 +168,14 @@ void invoice_state::settle(std::uint64_t step, timestamp watermark) {
     const decimal billed_quantity = billed == billed_.end() ? decimal() : billed->second.quantity;
     if (line.amount == billed_amount)
       continue;
-    persistence::invoice_line delta = line;
+    persistence::invoice_line delta;
+    delta.metric = metric;
     delta.amount = line.amount - billed_amount;
     delta.quantity = line.quantity - billed_quantity;
     // The charges this correction bills: those that are current now and were not billed.
-    if (billed != billed_.end())
-      std::erase_if(delta.charge_ids,
-                    [&](const persistence::packed_id& id) { return billed->second.billed(id); });
+    for (const auto& [start, w] : metrics_.at(metric))
+      if (w.charged && !w.billed)
+        delta.charge_ids.push_back(w.charge_id);
     delta.line_item_id = persistence::content_id({"line", r.invoice_id, metric});
     r.line_items.push_back(std::move(delta));
   }
@@ -187,18 +198,34 @@ void invoice_state::restore(const std::vector<persistence::invoice_record>& issu
       billed_line& b = billed_[l.metric];
       b.quantity += l.quantity;
       b.amount += l.amount;
-      b.add_charge_ids(l.charge_ids);
+      b.restored_charge_ids.insert(b.restored_charge_ids.end(), l.charge_ids.begin(),
+                                   l.charge_ids.end());
     }
     billed_subtotal_ += inv.subtotal;
     billed_credits_ += inv.credits_applied;
     billed_total_ += inv.total;
   }
+  restored_ = true;
+  for (auto& [metric, b] : billed_) {
+    auto& ids = b.restored_charge_ids;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  }
+  // The windows already here (a resumed service adopts after its lines came).
+  for (auto& [metric, windows] : metrics_)
+    for (auto& [start, w] : windows)
+      if (w.charged && !w.billed)
+        w.billed = restored_billed(metric, w.charge_id);
 }
 
 void invoice_state::adopt(const std::vector<persistence::invoice_record>& issued) {
   issued_ = false;
   corrections_ = 0;
   billed_.clear();
+  restored_ = false;
+  for (auto& [metric, windows] : metrics_)
+    for (auto& [start, w] : windows)
+      w.billed = false;
   billed_subtotal_ = billed_credits_ = billed_total_ = decimal();
   restore(issued);
 }

@@ -49,21 +49,22 @@ private:
     bool has_charge = false;
   };
   // What a line needs of a window: its quantity and, when charged, the charge's amount,
-  // rounding and id (not the charge's own quantity). Kept for every window of the period.
+  // rounding and id (not the charge's own quantity), and whether an issued invoice billed that
+  // charge. Kept for every window of the period.
   struct window_line {
     decimal quantity;
     decimal amount;
     persistence::packed_id charge_id;
     bool charged = false;
+    bool billed = false; // the current charge is on an issued invoice
     pricing::rounding_mode rounding = pricing::rounding_mode::half_even;
   };
   struct billed_line {
     decimal quantity;
     decimal amount;
-    // The charges behind what was billed, sorted (packed: a period can bill thousands).
-    std::vector<persistence::packed_id> charge_ids;
-    void add_charge_ids(const std::vector<persistence::packed_id>& ids);
-    bool billed(const persistence::packed_id& id) const;
+    // The charges the stored invoices billed, sorted, while their windows may still be to
+    // come (restore() before update()); empty once this accumulator issued a document itself.
+    std::vector<persistence::packed_id> restored_charge_ids;
   };
 
   totals compute() const;
@@ -72,6 +73,8 @@ private:
   persistence::invoice_record standard_invoice(totals&& t) const;
   std::string standard_invoice_id() const;
   void remember_billed(const totals& t);
+  // Whether the stored invoices billed charge `id` of `metric` (restore()).
+  bool restored_billed(const std::string& metric, const persistence::packed_id& id) const;
   void emit(persistence::invoice_record&& r);
 
   const config::configuration& cfg_;
@@ -81,6 +84,7 @@ private:
   bool issued_ = false;
   int corrections_ = 0;
   std::map<std::string, billed_line> billed_;
+  bool restored_ = false; // billed_ holds charge ids from the store
   decimal billed_subtotal_, billed_credits_, billed_total_;
   emitter emit_;
   stage_output out_;
