@@ -4,7 +4,8 @@
 #   meterflow run (--threads 1 and 2), the single-threaded C++ ceiling, the same pipeline in
 #   PostgreSQL SQL (throwaway cluster from pg_virtualenv) and in DuckDB (@duckdb/node-api),
 # and prints one table (events, seconds, events/s, CPU seconds, peak RSS, bytes per event,
-# ratio to the ceiling) plus a cross-check of accepted events and billed totals.
+# ratio to the ceiling) plus a cross-check of accepted events and billed totals. With
+# --streaming it then runs the streaming paths' benchmarks, each printing its own table.
 # A baseline whose tool is missing is skipped with a note, never a failure.
 set -euo pipefail
 
@@ -18,6 +19,9 @@ Usage: bench/run.sh [options]
                      files take ~160 bytes per event)
   --skip "A ..."     skip systems: meterflow ceiling postgres duckdb
   --no-build         use the binaries already in build-bench/
+  --streaming        then also the streaming paths, each with its own table: ingest latency
+                     at fixed rates (bench/ingest.sh), Kafka -> PostgreSQL (bench/kafka.sh)
+                     and re-rating (bench/rerate.sh); smaller with --quick
   --help             show this text
 USAGE
 }
@@ -30,9 +34,12 @@ sizes="1000000 10000000"
 repeat=2
 skip=""
 do_build=1
+streaming=0
+quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) sizes="200000"; repeat=1; shift ;;
+    --quick) sizes="200000"; repeat=1; quick=1; shift ;;
+    --streaming) streaming=1; shift ;;
     --sizes) sizes="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
@@ -83,7 +90,9 @@ if [ "$do_build" = 1 ]; then
   say "building (Release) in $build"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMETERFLOW_BENCH=ON \
     -DMETERFLOW_TESTS=OFF > "$work/cmake.log" 2>&1 || { cat "$work/cmake.log" >&2; exit 2; }
-  cmake --build "$build" -j"$(nproc)" --target meterflow meterflow-loadgen meterflow-ceiling \
+  targets=(meterflow meterflow-loadgen meterflow-ceiling)
+  [ "$streaming" = 1 ] && targets+=(meterflow-http-bench)
+  cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" \
     > "$work/build.log" 2>&1 || { tail -50 "$work/build.log" >&2; exit 2; }
 fi
 meterflow="$build/meterflow"
@@ -284,3 +293,22 @@ echo "postgres: wall time of the SQL pipeline (COPY included, cluster start excl
 echo "the backend's VmHWM (parallel workers and shared memory not counted); cpu not measured."
 echo "ceiling total uses flat prices for every customer (it prices no tiers): it differs from"
 echo "the others by the tiered customers' difference."
+
+# --- streaming paths -------------------------------------------------------------------------
+if [ "$streaming" = 1 ]; then
+  if [ "$quick" = 1 ]; then
+    ingest_args=(--rates "50000 200000" --seconds 2)
+    stream_events=50000
+  else
+    ingest_args=()
+    stream_events=200000
+  fi
+  run_streaming() {
+    echo
+    echo "== bench/$1"
+    "$bench/$1" --no-build "${@:2}" || echo "bench/$1 failed (exit status $?); its output is above"
+  }
+  run_streaming ingest.sh "${ingest_args[@]}"
+  run_streaming kafka.sh --events "$stream_events"
+  run_streaming rerate.sh --events "$stream_events"
+fi
