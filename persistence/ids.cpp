@@ -65,9 +65,7 @@ packed_id::packed_id(std::string_view id) {
       }
       words[w] = word;
     }
-    const bool marked =
-        words[0] == text_marker[0] && words[1] == text_marker[1] && words[2] == text_marker[2];
-    if (!(bad & 0x10) && !marked) {
+    if (!(bad & 0x10) && !marked(words)) {
       words_ = words;
       return;
     }

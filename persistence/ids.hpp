@@ -16,7 +16,7 @@ namespace meterflow::persistence {
 
 std::string content_id(std::initializer_list<std::string_view> parts);
 
-// An id held in memory for as long as a run lasts (current charges, what an invoice billed,
+// An id held in memory for as long as a run lasts (current charges, invoice lines,
 // reconciliation's sets): 32 bytes with no allocation. A content id (64 lowercase hex digits)
 // is kept as its 256 bits. Any other text (a store may hold ids this engine did not make) is
 // interned once per process in a table that is never freed, and kept as a marker and the
@@ -51,8 +51,11 @@ private:
   // whose first 192 bits equal them is interned as text as well, so the two never mix.
   static constexpr std::array<std::uint64_t, 3> text_marker = {
       0x6d65746572666c6fULL, 0x772d746578742d69ULL, 0x642d6d61726b6572ULL};
+  static bool marked(const std::array<std::uint64_t, 4>& words) {
+    return words[0] == text_marker[0] && words[1] == text_marker[1] && words[2] == text_marker[2];
+  }
   const std::string* text() const {
-    if (words_[0] != text_marker[0] || words_[1] != text_marker[1] || words_[2] != text_marker[2])
+    if (!marked(words_))
       return nullptr;
     return reinterpret_cast<const std::string*>(static_cast<std::uintptr_t>(words_[3]));
   }
