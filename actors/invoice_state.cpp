@@ -109,9 +109,7 @@ void invoice_state::remember_billed(const totals& t) {
     b.quantity = line.quantity;
     b.amount = line.amount;
   }
-  for (auto& [metric, windows] : metrics_)
-    for (auto& [start, w] : windows)
-      w.billed = w.charged;
+  mark_billed([](const std::string&, const window_line& w) { return w.charged; });
   billed_subtotal_ = t.subtotal;
   billed_credits_ = t.credits;
   billed_total_ = t.total;
@@ -212,10 +210,9 @@ void invoice_state::restore(const std::vector<persistence::invoice_record>& issu
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   }
   // The windows already here (a resumed service adopts after its lines came).
-  for (auto& [metric, windows] : metrics_)
-    for (auto& [start, w] : windows)
-      if (w.charged && !w.billed)
-        w.billed = restored_billed(metric, w.charge_id);
+  mark_billed([this](const std::string& metric, const window_line& w) {
+    return w.billed || (w.charged && restored_billed(metric, w.charge_id));
+  });
 }
 
 void invoice_state::adopt(const std::vector<persistence::invoice_record>& issued) {
@@ -223,9 +220,7 @@ void invoice_state::adopt(const std::vector<persistence::invoice_record>& issued
   corrections_ = 0;
   billed_.clear();
   restored_ = false;
-  for (auto& [metric, windows] : metrics_)
-    for (auto& [start, w] : windows)
-      w.billed = false;
+  mark_billed([](const std::string&, const window_line&) { return false; });
   billed_subtotal_ = billed_credits_ = billed_total_ = decimal();
   restore(issued);
 }

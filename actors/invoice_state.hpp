@@ -75,6 +75,13 @@ private:
   void remember_billed(const totals& t);
   // Whether the stored invoices billed charge `id` of `metric` (restore()).
   bool restored_billed(const std::string& metric, const persistence::packed_id& id) const;
+  // Sets every window line's billed flag to billed(metric, line).
+  template <class Billed>
+  void mark_billed(Billed billed) {
+    for (auto& [metric, windows] : metrics_)
+      for (auto& [start, w] : windows)
+        w.billed = billed(metric, w);
+  }
   void emit(persistence::invoice_record&& r);
 
   const config::configuration& cfg_;

@@ -249,10 +249,7 @@ ordered_json usage(const config::configuration& cfg, session& s, const std::stri
 // line shows them).
 std::string invoice_pdf(session& s, const std::string& id) {
   const auto inv = stored_invoice(s, id);
-  std::set<std::string> wanted;
-  for (const auto& line : inv.line_items)
-    for (const auto& id : line.charge_ids)
-      wanted.insert(id.str());
+  const std::set<std::string> wanted = charge_ids_of(inv);
   std::vector<persistence::charge_record> charges;
   for (const auto& charge_id : wanted) {
     auto c = s.reader->charge(charge_id);

@@ -397,6 +397,14 @@ private:
 
 } // namespace
 
+std::set<std::string> charge_ids_of(const persistence::invoice_record& invoice) {
+  std::set<std::string> ids;
+  for (const auto& line : invoice.line_items)
+    for (const auto& id : line.charge_ids)
+      ids.insert(id.str());
+  return ids;
+}
+
 std::string render_invoice_pdf(const invoice_record& invoice,
                                const std::vector<charge_record>& charges) {
   std::map<std::string, const charge_record*> by_id;

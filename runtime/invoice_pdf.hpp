@@ -8,10 +8,14 @@
 
 #include "persistence/records.hpp"
 
+#include <set>
 #include <string>
 #include <vector>
 
 namespace meterflow::runtime {
+
+// The charge ids an invoice's lines name, as text (the charges its document explains).
+std::set<std::string> charge_ids_of(const persistence::invoice_record& invoice);
 
 // `charges` must hold every charge the invoice's lines name, in any order (others are ignored);
 // a missing one throws std::invalid_argument naming it.

@@ -24,18 +24,10 @@ namespace fs = std::filesystem;
 using persistence::charge_record;
 using persistence::invoice_record;
 
-std::set<std::string> charge_ids(const invoice_record& invoice) {
-  std::set<std::string> ids;
-  for (const auto& line : invoice.line_items)
-    for (const auto& id : line.charge_ids)
-      ids.insert(id.str());
-  return ids;
-}
-
 // The invoice's charges and the charges they supersede (a correction names what it replaced).
 std::vector<charge_record> charges_behind(const invoice_record& invoice,
                                           std::vector<charge_record>&& all) {
-  const std::set<std::string> wanted = charge_ids(invoice);
+  const std::set<std::string> wanted = charge_ids_of(invoice);
   std::set<std::string> replaced;
   for (const auto& c : all)
     if (wanted.count(c.charge_id) && c.supersedes_charge_id)
