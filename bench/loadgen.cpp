@@ -20,7 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -87,11 +86,8 @@ struct options {
   std::uint64_t seed = 42;
   std::string out = "-";
   bool out_given = false;
-  std::optional<meterflow::bench::send_options> send;
-  // Sending flags seen before --send, applied once it is known.
-  std::uint64_t rate = 0, batch = 1000, connections = 4;
-  std::string api_key, topic = "telemetry-events";
-  std::map<std::string, std::string> kafka_properties;
+  std::optional<meterflow::bench::send_target> target; // --send
+  meterflow::bench::send_options send;                 // the other sending flags
 };
 
 // xoshiro256** seeded with splitmix64: fast, well distributed, identical on every platform.
@@ -322,48 +318,42 @@ options parse_options(int argc, char** argv) {
       o.out = std::string(value);
       o.out_given = true;
     } else if (name == "send") {
-      o.send.emplace();
-      o.send->target = meterflow::bench::parse_send_target(value);
+      o.target = meterflow::bench::parse_send_target(value);
     } else if (name == "rate") {
-      o.rate = parse_count(name, value);
+      o.send.rate = parse_count(name, value);
     } else if (name == "batch") {
-      o.batch = parse_count(name, value);
-      if (o.batch == 0 || o.batch > 1'000'000)
+      o.send.batch = parse_count(name, value);
+      if (o.send.batch == 0 || o.send.batch > 1'000'000)
         throw std::invalid_argument("--batch: expected 1 .. 1000000");
     } else if (name == "connections") {
-      o.connections = parse_count(name, value);
-      if (o.connections == 0 || o.connections > 256)
+      o.send.connections = parse_count(name, value);
+      if (o.send.connections == 0 || o.send.connections > 256)
         throw std::invalid_argument("--connections: expected 1 .. 256");
     } else if (name == "api-key") {
-      o.api_key = std::string(value);
+      o.send.api_key = std::string(value);
     } else if (name == "topic") {
       if (value.empty())
         throw std::invalid_argument("--topic: empty");
-      o.topic = std::string(value);
+      o.send.topic = std::string(value);
     } else if (name == "kafka-property") {
       const auto eq = value.find('=');
       if (eq == std::string_view::npos || eq == 0)
         throw std::invalid_argument("--kafka-property: expected NAME=VALUE: " + std::string(value));
-      o.kafka_properties[std::string(value.substr(0, eq))] = std::string(value.substr(eq + 1));
+      o.send.kafka_properties[std::string(value.substr(0, eq))] = std::string(value.substr(eq + 1));
     } else {
       throw std::invalid_argument("unknown option --" + std::string(name));
     }
   }
   if (o.late_rate + o.very_late_rate > 1.0)
     throw std::invalid_argument("--late-rate + --very-late-rate must not exceed 1");
-  if (o.send) {
+  if (o.target) {
     if (o.out_given)
       throw std::invalid_argument("--out and --send exclude each other");
-    o.send->rate = o.rate;
-    o.send->batch = o.batch;
-    o.send->connections = o.connections;
-    o.send->api_key = o.api_key;
-    if (o.api_key.empty())
+    o.send.target = *o.target;
+    if (o.send.api_key.empty())
       if (const char* key = std::getenv("METERFLOW_API_KEY"))
-        o.send->api_key = key;
-    o.send->topic = o.topic;
-    o.send->kafka_properties = o.kafka_properties;
-  } else if (o.rate || o.api_key.size() || !o.kafka_properties.empty()) {
+        o.send.api_key = key;
+  } else if (o.send.rate || !o.send.api_key.empty() || !o.send.kafka_properties.empty()) {
     throw std::invalid_argument("--rate, --api-key and --kafka-property need --send");
   }
   return o;
@@ -464,15 +454,15 @@ int send(options o) {
     rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
   }
   print_tally(o, t);
-  o.send->progress = &std::cerr;
-  const auto r = meterflow::bench::send_lines(lines, *o.send);
+  o.send.progress = &std::cerr;
+  const auto r = meterflow::bench::send_lines(lines, o.send);
   std::printf("meterflow-loadgen: sent %llu events in %llu batches to %s in %.2f s: %.0f events/s "
               "(offered %s); latency from due time p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
               "%llu failed batches (%llu events)\n",
               static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(r.batches),
-              o.send->target.url.c_str(), r.seconds,
+              o.send.target.url.c_str(), r.seconds,
               r.seconds > 0 ? static_cast<double>(r.events) / r.seconds : 0.0,
-              o.send->rate ? (std::to_string(o.send->rate) + "/s").c_str() : "unpaced",
+              o.send.rate ? (std::to_string(o.send.rate) + "/s").c_str() : "unpaced",
               r.latency_ms(0.50), r.latency_ms(0.99), r.latency_ms(1.0),
               static_cast<unsigned long long>(r.failed_batches),
               static_cast<unsigned long long>(r.failed_events));
@@ -486,7 +476,7 @@ int send(options o) {
 int main(int argc, char** argv) {
   try {
     options o = parse_options(argc, argv);
-    if (o.send)
+    if (o.target)
       return send(std::move(o));
     std::FILE* out = stdout;
     if (o.out != "-") {

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <future>
 #include <httplib.h>
 #include <mutex>
 #include <stdexcept>
@@ -121,12 +122,10 @@ void send_http(const std::vector<std::string_view>& lines, const send_options& o
 
 void send_kafka(const std::vector<std::string_view>& lines, const send_options& o, tally& t,
                 clock::time_point start) {
-  runtime::kafka_producer producer({o.target.brokers, o.topic, o.kafka_properties});
-  std::atomic<bool> finished{false};
-  std::thread progress(
-      [&] { report_progress(o, t, lines.size(), start, [&] { return finished.load(); }); });
-  const std::size_t batches = batch_count(lines.size(), o.batch);
-  try {
+  // One producer on one thread; this one reports progress, and get() passes on its errors.
+  auto sending = std::async(std::launch::async, [&] {
+    runtime::kafka_producer producer({o.target.brokers, o.topic, o.kafka_properties});
+    const std::size_t batches = batch_count(lines.size(), o.batch);
     for (std::size_t i = 0; i < batches; ++i) {
       const auto first = i * o.batch, last = std::min(lines.size(), first + o.batch);
       const auto due = due_time(start, i, o);
@@ -139,13 +138,11 @@ void send_kafka(const std::vector<std::string_view>& lines, const send_options& 
           error = "batch " + std::to_string(i) + ": " + r.error;
       t.add(last - first, (clock::now() - due).count(), error);
     }
-  } catch (...) {
-    finished = true;
-    progress.join();
-    throw;
-  }
-  finished = true;
-  progress.join();
+  });
+  report_progress(o, t, lines.size(), start, [&] {
+    return sending.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  });
+  sending.get();
 }
 
 } // namespace
